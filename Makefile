@@ -1,0 +1,83 @@
+# changeover — developer and CI entry points.
+#
+#   make venv          .venv with the package installed editable, with test extras
+#   make system-deps   Debian packages the tests need (postgresql, chromium)
+#   make test          pytest (the PostgreSQL server is started by tests/postgres_fixture.py)
+#   make lint          ruff + mypy
+#   make demo ARGS=..  changeover demo
+#   make bench         every benchmark script under bench/
+#   make clean
+#
+# CI runs `bash .ci/run`, which runs `make test` on a fresh clone as root.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.changeover-installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+# Benchmark scripts, run in this order by `make bench`.
+BENCH_SCRIPTS := bench/serving.py
+
+# system-deps installs only what is missing: PostgreSQL server binaries
+# (/usr/lib/postgresql/*/bin/initdb) and chromium (on PATH).
+APT_ENV := DEBIAN_FRONTEND=noninteractive
+
+.PHONY: venv system-deps test lint demo bench clean
+
+venv: $(STAMP)
+
+# The stamp depends on pyproject.toml, so a change of dependencies reinstalls.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "changeover needs Python >= 3.11; $(PYTHON) is " + sys.version.split()[0] + " (set PYTHON=...)")'
+	@if [ ! -x $(VPY) ]; then \
+	  echo "+ $(PYTHON) -m venv $(VENV)"; \
+	  $(PYTHON) -m venv $(VENV) || { echo "venv: '$(PYTHON) -m venv' failed (on Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	fi
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -e '.[test]'
+	@touch $@
+
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-liberation"; \
+	if [ -z "$$missing" ]; then echo "system-deps: postgresql and chromium are present"; exit 0; fi; \
+	echo "system-deps: missing:$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && { [ -t 0 ] || sudo -n true 2>/dev/null; }; then \
+	  if [ -t 0 ]; then sudo="sudo"; else sudo="sudo -n"; fi; \
+	else \
+	  echo "system-deps: not root and no usable sudo; install them yourself:" >&2; \
+	  echo "  apt-get update && apt-get install -y$$missing" >&2; \
+	  exit 0; \
+	fi; \
+	set -x; \
+	$$sudo env $(APT_ENV) apt-get -o DPkg::Lock::Timeout=600 update </dev/null && \
+	$$sudo env $(APT_ENV) apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $$missing </dev/null
+
+test: venv system-deps
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	@rc=0; \
+	echo "+ $(VENV)/bin/ruff check src tests bench"; $(VENV)/bin/ruff check src tests bench || rc=1; \
+	echo "+ $(VENV)/bin/mypy src"; $(VENV)/bin/mypy src || rc=1; \
+	exit $$rc
+
+demo: venv
+	$(VENV)/bin/changeover demo $(ARGS)
+
+bench: venv
+	@set -e; for script in $(BENCH_SCRIPTS); do \
+	  echo "== $$script"; \
+	  $(VPY) $$script; \
+	done
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

@@ -1,0 +1,196 @@
+"""The management API under /api: token-protected, described by OpenAPI. It writes desired
+state (versions, aliases, rollouts) and wakes the controller; it never moves traffic itself."""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from changeover.api.auth import AuthError, check_bearer
+from changeover.errors import ChangeoverError, InvalidRequest, LoadFailed
+from changeover.gateway.http import error_response
+from changeover.registry.service import Registry
+from changeover.store.store import Store
+
+Preflight = Callable[[str, int], Awaitable[None]]
+MAX_ARTIFACT_BYTES = 4 * 1024**3
+
+
+class AliasMove(BaseModel):
+    version: int = Field(ge=1, description="The version the alias should point at")
+    reason: str = Field(default="", max_length=500)
+
+
+class ApiContext:
+    """What the endpoints need, handed over by the server."""
+
+    def __init__(self, store: Store, registry: Registry, token: str, *, wake: Callable[[], None] = lambda: None,
+                 preflight: Preflight | None = None, status_extra: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.token = token
+        self.wake = wake
+        self.preflight = preflight
+        self.status_extra = status_extra
+
+
+def actor_of(request: Request) -> str:
+    return request.headers.get("x-changeover-actor", "api")[:200]
+
+
+def make_router(ctx: ApiContext) -> APIRouter:
+    def authorize(request: Request) -> None:
+        check_bearer(request.headers.get("authorization"), ctx.token)
+
+    router = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
+    store, registry = ctx.store, ctx.registry
+
+    @router.get("/status", summary="Every model: champion, traffic policy, rollout")
+    async def status() -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            out = []
+            for model in store.models():
+                policy = store.policy(model)
+                out.append({
+                    "model": model,
+                    "aliases": store.aliases(model),
+                    "versions": len(store.versions(model)),
+                    "policy": policy.to_dict() if policy else None,
+                })
+            return {"models": out}
+        result = await anyio.to_thread.run_sync(read)
+        if ctx.status_extra:
+            result.update(ctx.status_extra())
+        return result
+
+    @router.get("/models", summary="Models with their versions and aliases")
+    async def list_models() -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            return [
+                {"model": m, "versions": [v.number for v in store.versions(m)], "aliases": store.aliases(m)}
+                for m in store.models()
+            ]
+        return await anyio.to_thread.run_sync(read)
+
+    @router.get("/models/{name}", summary="One model: versions, aliases, alias history, policy")
+    async def show_model(name: str) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            versions = store.versions(name)
+            aliases = store.aliases(name)
+            by_version: dict[int, list[str]] = {}
+            for alias, number in aliases.items():
+                by_version.setdefault(number, []).append(alias)
+            policy = store.policy(name)
+            return {
+                "model": name,
+                "versions": [v.to_dict(sorted(by_version.get(v.number, []))) for v in versions],
+                "aliases": aliases,
+                "alias_history": store.alias_history(name),
+                "policy": policy.to_dict() if policy else None,
+            }
+        return await anyio.to_thread.run_sync(read)
+
+    @router.get("/models/{name}/versions/{ref}", summary="One version, by number or alias")
+    async def show_version(name: str, ref: str) -> dict[str, Any]:
+        record = await anyio.to_thread.run_sync(store.resolve, name, ref)
+        aliases = [a for a, v in store.aliases(name).items() if v == record.number]
+        return record.to_dict(sorted(aliases))
+
+    @router.post("/models/{name}/versions", status_code=201, summary="Push an artifact (raw bytes, or a .tar.gz of a folder)")
+    async def push(
+        name: str,
+        request: Request,
+        filename: Annotated[str, Query(description="The artifact's file name (its suffix tells the runtime)")],
+        runtime: Annotated[str | None, Query()] = None,
+        trust: Annotated[bool, Query(description="Allow pickle, or skops types outside skops' trusted set")] = False,
+        folder: Annotated[bool, Query(description="The body is a .tar.gz of a model folder")] = False,
+        label: Annotated[list[str] | None, Query(description="k=v labels")] = None,
+    ) -> JSONResponse:
+        labels: dict[str, str] = {}
+        for item in label or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise InvalidRequest("label", f"expected k=v, got {item!r}")
+            labels[key] = value
+        safe_name = Path(filename).name
+        if not safe_name or safe_name in (".", ".."):
+            raise InvalidRequest("filename", "must be a file name")
+        with tempfile.TemporaryDirectory() as tmp:
+            upload = Path(tmp) / ("upload.tar.gz" if folder else safe_name)
+            size = 0
+            with open(upload, "wb") as fh:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_ARTIFACT_BYTES:
+                        raise InvalidRequest("body", f"artifact larger than {MAX_ARTIFACT_BYTES} bytes")
+                    fh.write(chunk)
+            if size == 0:
+                raise InvalidRequest("body", "the artifact is empty")
+            path = upload
+            if folder:
+                path = Path(tmp) / safe_name.removesuffix(".tar.gz")
+                path.mkdir()
+                try:
+                    with tarfile.open(upload, "r:gz") as archive:
+                        archive.extractall(path, filter="data")
+                except (tarfile.TarError, OSError) as exc:
+                    raise InvalidRequest("body", f"not a readable .tar.gz of a folder ({exc})") from None
+            record, created = await anyio.to_thread.run_sync(
+                lambda: registry.push(path, name=name, labels=labels, runtime=runtime, trust=trust,
+                                      actor=actor_of(request), source=filename)
+            )
+        return JSONResponse(record.to_dict() | {"created": created}, status_code=201 if created else 200)
+
+    @router.put("/models/{name}/aliases/{alias}", summary="Move an alias; moving champion swaps traffic with no failed request")
+    async def set_alias(name: str, alias: str, move: AliasMove, request: Request) -> dict[str, Any]:
+        if not alias.replace("-", "").replace("_", "").isalnum() or len(alias) > 64:
+            raise InvalidRequest("alias", f"{alias!r} is not an alias name")
+        record = await anyio.to_thread.run_sync(store.version, name, move.version)
+        actor = actor_of(request)
+        if alias == "champion" and ctx.preflight is not None:
+            try:
+                await ctx.preflight(name, record.number)
+            except LoadFailed:
+                await anyio.to_thread.run_sync(lambda: store.add_event(
+                    "refused", f"champion of {name} stays: {exc}", model=name, actor=actor,
+                    evidence={"version": record.number, "reason": exc.reason}))
+                raise
+
+        def write() -> int | None:
+            with store.tx() as conn:
+                previous = store.set_alias(name, alias, record.number, actor=actor, reason=move.reason, conn=conn)
+                if alias == "champion" and previous is not None and previous != record.number:
+                    store.set_alias(name, "previous", previous, actor=actor, reason="previous champion", conn=conn)
+                return previous
+
+        previous = await anyio.to_thread.run_sync(write)
+        ctx.wake()
+        return {"model": name, "alias": alias, "version": record.number, "previous": previous}
+
+    @router.get("/events", summary="The audit log, oldest first")
+    async def events(model: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+                     after: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+        return await anyio.to_thread.run_sync(lambda: store.events(model, limit=limit, after=after))
+
+    return router
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_auth(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthError)
+        headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+    async def on_domain(request: Request, exc: Exception) -> Any:
+        return error_response(exc)
+
+    app.add_exception_handler(AuthError, on_auth)
+    app.add_exception_handler(ChangeoverError, on_domain)

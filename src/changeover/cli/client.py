@@ -1,0 +1,79 @@
+"""The CLI's one seam to the outside: an HTTP client of the management API."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from changeover.api.auth import read_token
+from changeover.registry.service import bundle_sidecar
+from changeover.settings import Settings
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        self.status, self.body = status, body
+        super().__init__(message)
+
+
+class Client:
+    def __init__(self, settings: Settings | None = None, *, url: str | None = None, token: str | None = None,
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.settings = settings or Settings()
+        self.url = (url or self.settings.url).rstrip("/")
+        token = token or read_token(self.settings.token, self.settings.token_file)
+        headers = {"x-changeover-actor": "cli"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError:
+            raise ApiError(0, f"no changeover server at {self.url}: start one with `changeover serve`") from None
+        except httpx.TimeoutException:
+            raise ApiError(0, f"the server at {self.url} did not answer in time") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message = body.get("error") or body.get("detail") or response.text
+            except ValueError:
+                body, message = None, response.text
+            if isinstance(message, list):  # FastAPI validation errors
+                message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in message)
+            raise ApiError(response.status_code, str(message), body)
+        if not response.content:
+            return None
+        return response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def push(self, path: Path, *, name: str, labels: dict[str, str], runtime: str | None, trust: bool) -> Any:
+        import tempfile
+
+        params: dict[str, Any] = {"filename": path.name, "trust": trust, "label": [f"{k}={v}" for k, v in labels.items()]}
+        if runtime:
+            params["runtime"] = runtime
+        with tempfile.TemporaryDirectory() as tmp:
+            source = bundle_sidecar(path, Path(tmp))
+            if source.is_dir():
+                buffer = io.BytesIO()
+                with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+                    for item in sorted(source.rglob("*")):
+                        if "__pycache__" not in item.parts:
+                            archive.add(item, arcname=item.relative_to(source).as_posix(), recursive=False)
+                params["folder"] = True
+                params["filename"] = path.name + ".tar.gz"
+                content = buffer.getvalue()
+            else:
+                content = source.read_bytes()
+        return self.request("POST", f"/api/models/{name}/versions", params=params, content=content)

@@ -1,0 +1,202 @@
+"""The ``changeover`` command: a client of the management API (it never opens the store)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from changeover.cli.client import ApiError, Client
+
+app = typer.Typer(no_args_is_help=True, help="Take a new model version to 100% of traffic, one judged step at a time.")
+models_app = typer.Typer(no_args_is_help=True, help="The registry: push, list and show versions.")
+alias_app = typer.Typer(no_args_is_help=True, help="Move aliases (champion, candidate, previous).")
+app.add_typer(models_app, name="models")
+app.add_typer(alias_app, name="alias")
+
+console = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def client() -> Client:
+    return Client()
+
+
+def fail(exc: ApiError) -> None:
+    err.print(f"[red]error[/red]: {exc}")
+    raise typer.Exit(2 if 400 <= exc.status < 500 else 1)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def split_ref(ref: str) -> tuple[str, str | None]:
+    name, _, version = ref.partition("@")
+    return name, version or None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Start the server: gateway, controller and management API in one process."""
+    import uvicorn
+
+    from changeover.server import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, access_log=False)
+
+
+@models_app.command("push")
+def models_push(
+    path: Annotated[Path, typer.Argument(exists=True, help="Artifact file or model folder")],
+    name: Annotated[str, typer.Option("--name", help="Model name")],
+    label: Annotated[list[str] | None, typer.Option("--label", help="k=v, repeatable")] = None,
+    runtime: Annotated[str | None, typer.Option(help="Override the inferred runtime")] = None,
+    trust: Annotated[bool, typer.Option("--trust", help="Allow pickle / untrusted skops types")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store an artifact as the model's next version (same bytes: the existing version)."""
+    labels: dict[str, str] = {}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]error[/red]: --label expects k=v, got {item!r}")
+            raise typer.Exit(2)
+        labels[key] = value
+    try:
+        result = client().push(path, name=name, labels=labels, runtime=runtime, trust=trust)
+    except ApiError as exc:
+        fail(exc)
+        return
+    if as_json:
+        print_json(result)
+        return
+    verb = "pushed" if result.get("created") else "already stored as"
+    console.print(f"{verb} [bold]{result['model']}[/bold] v{result['version']} "
+                  f"({result['runtime']}, sha256 {result['sha256'][:12]})")
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOpt = False) -> None:
+    """Every model with its versions and aliases."""
+    try:
+        data = client().get("/api/models")
+    except ApiError as exc:
+        fail(exc)
+        return
+    if as_json:
+        print_json(data)
+        return
+    table = Table("model", "versions", "aliases")
+    for row in data:
+        table.add_row(row["model"], ", ".join(map(str, row["versions"])),
+                      ", ".join(f"{a}=v{v}" for a, v in sorted(row["aliases"].items())))
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (a number or an alias)")],
+                as_json: JsonOpt = False) -> None:
+    """One model's versions, or one version."""
+    name, version = split_ref(ref)
+    try:
+        data = client().get(f"/api/models/{name}" + (f"/versions/{version}" if version else ""))
+    except ApiError as exc:
+        fail(exc)
+        return
+    if as_json:
+        print_json(data)
+        return
+    versions = [data] if version else data["versions"]
+    table = Table("version", "runtime", "sha256", "aliases", "labels", "inputs", "outputs", "created", "gate")
+    for v in versions:
+        sig = v["signature"]
+        table.add_row(
+            str(v["version"]), v["runtime"] + (" (trusted)" if v.get("trusted") else ""), v["sha256"][:12],
+            ", ".join(v.get("aliases", [])), ", ".join(f"{k}={x}" for k, x in v["labels"].items()),
+            "; ".join(f"{t['name']} {t['datatype']} {t['shape']}" for t in sig["inputs"]),
+            "; ".join(f"{t['name']} {t['datatype']} {t['shape']}" for t in sig["outputs"]),
+            when(v["created_at"]), (v.get("gate") or {}).get("verdict", "-"),
+        )
+    console.print(table)
+
+
+@alias_app.command("set")
+def alias_set(name: str, alias: str, version: int,
+              reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
+              as_json: JsonOpt = False) -> None:
+    """Point ALIAS of NAME at VERSION (moving champion swaps traffic with no failed request)."""
+    try:
+        data = client().request("PUT", f"/api/models/{name}/aliases/{alias}", json={"version": version, "reason": reason})
+    except ApiError as exc:
+        fail(exc)
+        return
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"{alias} of {name}: v{data['previous']} → v{data['version']}")
+
+
+@app.command()
+def events(name: Annotated[str | None, typer.Argument(help="Only this model")] = None,
+           limit: Annotated[int, typer.Option(help="How many, newest")] = 50,
+           as_json: JsonOpt = False) -> None:
+    """The audit log: who did what, when and why."""
+    try:
+        data = client().get("/api/events", model=name, limit=limit)
+    except ApiError as exc:
+        fail(exc)
+        return
+    if as_json:
+        print_json(data)
+        return
+    table = Table("id", "when", "actor", "model", "kind", "message")
+    for e in data:
+        table.add_row(str(e["id"]), when(e["at"]), e["actor"], e["model"] or "", e["kind"], e["message"])
+    console.print(table)
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Every model: champion, traffic split, generation."""
+    try:
+        data = client().get("/api/status")
+    except ApiError as exc:
+        fail(exc)
+        return
+    if as_json:
+        print_json(data)
+        return
+    table = Table("model", "versions", "aliases", "generation", "traffic")
+    for m in data["models"]:
+        policy = m["policy"] or {}
+        weights = policy.get("weights", {})
+        champ_share = 100 - sum(weights.values())
+        traffic = ", ".join([f"v{policy.get('champion')}: {champ_share:g}%"] + [f"v{v}: {w:g}%" for v, w in weights.items()])
+        table.add_row(m["model"], str(m["versions"]), ", ".join(f"{a}=v{v}" for a, v in sorted(m["aliases"].items())),
+                      str(policy.get("generation", "-")), traffic if policy else "-")
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The controller: a reconcile loop that turns desired state (aliases, rollouts) into traffic
+policies. Each tick reads, decides in pure code, and writes the policy and its event in one
+transaction. It never dies: an error becomes an event and the next tick tries again."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+
+from changeover.control import lease
+from changeover.domain.champion import policy_for_aliases
+from changeover.domain.policy import TrafficPolicy
+from changeover.store.store import Store
+
+log = logging.getLogger(__name__)
+
+LEASE = "controller"
+
+Reconciler = Callable[[str], list[TrafficPolicy]]
+
+
+class Controller:
+    def __init__(self, store: Store, *, tick_s: float = 1.0, holder: str | None = None) -> None:
+        self.store = store
+        self.tick_s = tick_s
+        self.holder = holder or f"controller-{uuid.uuid4().hex[:8]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="changeover-controller", daemon=True)
+        self.rollouts: object | None = None  # the rollout reconciler (control/rollouts.py), set by the server
+        self.ticks = 0
+        self.leading = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        if self.leading:
+            try:
+                lease.release(self.store, LEASE, self.holder)
+            except Exception:
+                pass
+
+    def wake(self) -> None:
+        """Act now on a change of desired state, not at the next timer tick."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception as exc:  # the loop never dies
+                log.error("controller tick failed: %s\n%s", exc, traceback.format_exc())
+                try:
+                    self.store.add_event("controller_error", f"controller tick failed: {exc}", actor=self.holder,
+                                         dedup=None)
+                except Exception:
+                    pass
+            self._wake.wait(self.tick_s)
+
+    def tick(self) -> None:
+        self.leading = lease.acquire(self.store, LEASE, self.holder, ttl_s=max(5.0, self.tick_s * 5))
+        if not self.leading:
+            return
+        self.ticks += 1
+        for model in self.store.models():
+            try:
+                self.reconcile(model)
+            except Exception as exc:
+                log.error("reconcile of %s failed: %s\n%s", model, exc, traceback.format_exc())
+                self.store.add_event("controller_error", f"reconcile of {model} failed: {exc}", model=model,
+                                     actor=self.holder)
+
+    def reconcile(self, model: str) -> None:
+        if self.rollouts is not None and self.rollouts.reconcile(model):  # type: ignore[attr-defined]
+            return  # an active rollout owns this model's traffic
+        published = None
+        with self.store.tx() as conn:
+            current = self.store.policy(model, conn)
+            aliases = self.store.aliases(model)
+            wanted = policy_for_aliases(model, current, aliases)
+            if wanted is not None:
+                published = self.store.write_policy(
+                    wanted, conn=conn, event_kind="policy", actor=self.holder,
+                    message=f"{model}: all traffic to champion v{wanted.champion}"
+                    + (f", v{wanted.warm[0]} kept warm" if wanted.warm else ""),
+                )
+        if published is not None:
+            self.store.after_commit_publish(published)

@@ -1,0 +1,24 @@
+"""What traffic policy the aliases ask for when no rollout runs. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from changeover.domain.policy import TrafficPolicy
+
+
+def policy_for_aliases(model: str, current: TrafficPolicy | None, aliases: Mapping[str, int]) -> TrafficPolicy | None:
+    """The next policy when the champion alias moved (None when nothing needs to change).
+
+    All traffic goes to ``champion``; the version under ``previous`` stays warm, so a move
+    back is instant.
+    """
+    champion = aliases.get("champion")
+    if champion is None:
+        return None
+    previous = aliases.get("previous")
+    warm = (previous,) if previous is not None and previous != champion else ()
+    base = current or TrafficPolicy(model=model)
+    if base.champion == champion and not base.weights and base.warm == warm:
+        return None
+    return base.evolve(champion=champion, weights={}, warm=warm)

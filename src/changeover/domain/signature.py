@@ -1,0 +1,142 @@
+"""Signatures: the input and output contract of a version (names, datatypes, shapes).
+
+Datatypes are the Open Inference Protocol's names. A shape uses -1 for "any size";
+the first dimension is the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from changeover.errors import InvalidInput
+
+NUMPY_BY_DATATYPE: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+DATATYPES = frozenset(NUMPY_BY_DATATYPE)
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The protocol datatype of a NumPy array (strings and objects are BYTES)."""
+    kind = array.dtype
+    if kind.kind in "OUS":
+        return "BYTES"
+    for name, np_type in NUMPY_BY_DATATYPE.items():
+        if np_type is not np.object_ and kind == np.dtype(np_type):
+            return name
+    raise ValueError(f"no protocol datatype for NumPy dtype {kind}")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        if self.datatype not in DATATYPES:
+            raise ValueError(f"{self.name}: unknown datatype {self.datatype!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+        if self.optional:
+            out["optional"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
+        return cls(
+            name=str(data["name"]),
+            datatype=str(data["datatype"]).upper(),
+            shape=tuple(int(d) for d in data.get("shape", [-1])),
+            optional=bool(data.get("optional", False)),
+        )
+
+    def shape_matches(self, shape: Iterable[int]) -> bool:
+        shape = tuple(shape)
+        if len(shape) != len(self.shape):
+            return False
+        return all(want in (-1, got) for want, got in zip(self.shape, shape, strict=True))
+
+    def check(self, array: np.ndarray, datatype: str) -> None:
+        """Raise InvalidInput when this tensor's datatype or shape does not match."""
+        if datatype != self.datatype:
+            raise InvalidInput(self.name, f"datatype {self.datatype}", f"datatype {datatype}")
+        if not self.shape_matches(array.shape):
+            raise InvalidInput(self.name, f"shape {list(self.shape)}", f"shape {list(array.shape)}")
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...] = field(default_factory=tuple)
+    features: tuple[str, ...] = ()
+    """Column names of a single 2-D input's second axis, when the model knows them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
+        if self.features:
+            out["features"] = list(self.features)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        return cls(
+            inputs=tuple(TensorSpec.from_dict(t) for t in data.get("inputs", [])),
+            outputs=tuple(TensorSpec.from_dict(t) for t in data.get("outputs", [])),
+            features=tuple(str(f) for f in data.get("features", ())),
+        )
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    def check_inputs(self, tensors: Mapping[str, tuple[np.ndarray, str]]) -> None:
+        """Check decoded request tensors (name -> (array, datatype)) against the inputs."""
+        for name, (array, datatype) in tensors.items():
+            spec = self.input(name)
+            if spec is None:
+                expected = ", ".join(t.name for t in self.inputs) or "no inputs"
+                raise InvalidInput(name, f"one of the inputs [{expected}]", f"unknown input {name!r}")
+            spec.check(array, datatype)
+        for spec in self.inputs:
+            if not spec.optional and spec.name not in tensors:
+                raise InvalidInput(spec.name, "this input (required)", "no such input in the request")
+        batch_sizes = {array.shape[0] for array, _ in tensors.values() if array.ndim}
+        if len(batch_sizes) > 1:
+            raise InvalidInput(
+                next(iter(tensors)), "the same batch size for every input", f"sizes {sorted(batch_sizes)}"
+            )
+
+    def sample_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """A small request built from the signature, to warm a version before it takes traffic."""
+        out: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            if spec.optional:
+                continue
+            shape = tuple(batch if i == 0 else (d if d > 0 else 1) for i, d in enumerate(spec.shape))
+            if spec.datatype == "BYTES":
+                out[spec.name] = np.full(shape, "", dtype=object)
+            else:
+                out[spec.name] = np.zeros(shape, dtype=NUMPY_BY_DATATYPE[spec.datatype])
+        return out

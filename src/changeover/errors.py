@@ -1,0 +1,89 @@
+"""Domain errors. They carry domain arguments and build their own messages;
+HTTP status codes are chosen at the edge (api/ and gateway/), never here."""
+
+from __future__ import annotations
+
+
+class ChangeoverError(Exception):
+    """Base of every error changeover raises on purpose."""
+
+
+class NotFound(ChangeoverError):
+    pass
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, model: str, version: str | int | None = None) -> None:
+        self.model, self.version = model, version
+        what = f"model {model!r}" if version is None else f"version {version} of model {model!r}"
+        super().__init__(f"{what} not found")
+
+
+class AliasNotFound(NotFound):
+    def __init__(self, model: str, alias: str) -> None:
+        self.model, self.alias = model, alias
+        super().__init__(f"model {model!r} has no alias {alias!r}")
+
+
+class RequestNotFound(NotFound):
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(f"no served request with id {request_id!r}")
+
+
+class InvalidInput(ChangeoverError):
+    """A request that does not match the signature (names the input, expected and got)."""
+
+    def __init__(self, field: str, expected: str, got: str) -> None:
+        self.field, self.expected, self.got = field, expected, got
+        super().__init__(f"input {field!r}: expected {expected}, got {got}")
+
+
+class MalformedRequest(ChangeoverError):
+    """A request body that is not what the protocol says (bad JSON, missing fields)."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        self.reason, self.field = reason, field
+        super().__init__(reason if field is None else f"{field}: {reason}")
+
+
+class ArtifactError(ChangeoverError):
+    pass
+
+
+class ArtifactTampered(ArtifactError):
+    def __init__(self, path: str, expected: str, got: str) -> None:
+        self.path, self.expected, self.got = path, expected, got
+        super().__init__(
+            f"artifact {path} does not match its checksum: expected sha256 {expected[:12]}…, "
+            f"got {got[:12]}…; refusing to load"
+        )
+
+
+class UntrustedArtifact(ArtifactError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
+class LoadFailed(ChangeoverError):
+    def __init__(self, model: str, version: int, reason: str) -> None:
+        self.model, self.version, self.reason = model, version, reason
+        super().__init__(f"{model} v{version} failed to load or warm: {reason}")
+
+
+class PredictionFailed(ChangeoverError):
+    def __init__(self, model: str, version: int, reason: str) -> None:
+        self.model, self.version, self.reason = model, version, reason
+        super().__init__(f"{model} v{version} raised while predicting: {reason}")
+
+
+class Conflict(ChangeoverError):
+    pass
+
+
+class InvalidRequest(ChangeoverError):
+    """A management request that cannot be carried out as asked (names the field)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field, self.reason = field, reason
+        super().__init__(f"{field}: {reason}")

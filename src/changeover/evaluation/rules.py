@@ -1,0 +1,306 @@
+"""Gate rules (`gate.require` in a rollout spec): validation and pure evaluation.
+
+A rule maps a metric name to one or more checks:
+
+- `{min: x}` / `{max: x}`: the candidate's value (a point estimate) is >= x / <= x.
+- `{not_worse_than: champion, margin: m}`: the bound of the confidence interval of
+  candidate - champion in the bad direction may not go past m in that direction
+  (higher is better: ci_low >= -m; lower is better: ci_high <= m). margin defaults to 0.
+- `{better_than: champion}`: the whole interval lies on the good side of zero.
+
+Relative checks fail, with a reason, when there is no champion.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from changeover.evaluation.metrics import (
+    CLASSIFICATION_PROBA_METRICS,
+    metric_names,
+)
+
+__all__ = [
+    "RULE_KEYS",
+    "MetricComparison",
+    "RuleResult",
+    "RulesError",
+    "evaluate_rules",
+    "referenced_ks",
+    "validate_rules",
+    "verdict",
+]
+
+RULE_KEYS = ("min", "max", "not_worse_than", "better_than", "margin")
+_CHECK_ORDER = ("min", "max", "not_worse_than", "better_than")
+
+
+class RulesError(ValueError):
+    """`gate.require` is malformed; the message names each bad metric and key."""
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric for both versions; diff and interval are candidate - champion."""
+
+    name: str
+    champion: float | None
+    candidate: float
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    higher_is_better: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "champion": _json_float(self.champion),
+            "candidate": _json_float(self.candidate),
+            "diff": _json_float(self.diff),
+            "ci_low": _json_float(self.ci_low),
+            "ci_high": _json_float(self.ci_high),
+            "higher_is_better": self.higher_is_better,
+        }
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """The outcome of one check of one rule."""
+
+    metric: str
+    kind: str  # min | max | not_worse_than | better_than
+    rule: str  # the check, as a person reads it
+    threshold: float | None  # the min/max bound, or the margin
+    figure: float | None  # the candidate's value (min/max) or the difference (relative)
+    interval: tuple[float, float] | None  # of the difference, for relative checks
+    passed: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "kind": self.kind,
+            "rule": self.rule,
+            "threshold": _json_float(self.threshold),
+            "figure": _json_float(self.figure),
+            "interval": None
+            if self.interval is None
+            else [_json_float(self.interval[0]), _json_float(self.interval[1])],
+            "passed": self.passed,
+            "reason": self.reason,
+        }
+
+
+def _json_float(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _is_number(x: Any) -> TypeGuard[float]:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def referenced_ks(require: Mapping[str, Any] | None) -> set[int]:
+    """The k of every `<metric>_at_<k>` name in the rules (so the gate computes them)."""
+    ks: set[int] = set()
+    for name in require or {}:
+        head, sep, tail = str(name).rpartition("_at_")
+        if sep and head and tail.isdigit() and int(tail) > 0:
+            ks.add(int(tail))
+    return ks
+
+
+def validate_rules(require: Mapping[str, Any] | None, task: str, ks: Sequence[int]) -> None:
+    """Raise RulesError listing every unknown metric, unknown key or bad value."""
+    if require is None:
+        return
+    if not isinstance(require, Mapping):
+        raise RulesError(f"gate.require must be a mapping of metric -> rule, not {require!r}")
+    try:
+        known = set(metric_names(task, ks))
+    except ValueError as exc:
+        raise RulesError(str(exc)) from exc
+    problems: list[str] = []
+    for metric, rule in require.items():
+        if metric not in known:
+            problems.append(
+                f"{metric}: unknown metric for {task} (known: {', '.join(sorted(known))})"
+            )
+            continue
+        problems += [f"{metric}: {p}" for p in _rule_problems(rule)]
+    if problems:
+        raise RulesError("; ".join(problems))
+
+
+def _rule_problems(rule: Any) -> list[str]:
+    if not isinstance(rule, Mapping) or not rule:
+        return [f"a rule is a non-empty mapping such as {{min: 0.9}}, not {rule!r}"]
+    problems = [
+        f"unknown rule key {k!r} (known: {', '.join(RULE_KEYS)})"
+        for k in rule
+        if k not in RULE_KEYS
+    ]
+    for key in ("min", "max"):
+        if key in rule and not _is_number(rule[key]):
+            problems.append(f"{key} must be a number, not {rule[key]!r}")
+    lo, hi = rule.get("min"), rule.get("max")
+    if _is_number(lo) and _is_number(hi) and lo > hi:
+        problems.append(f"min {rule['min']} is above max {rule['max']}")
+    for key in ("not_worse_than", "better_than"):
+        if key in rule and rule[key] != "champion":
+            problems.append(f"{key} compares with 'champion', not {rule[key]!r}")
+    if "margin" in rule:
+        if "not_worse_than" not in rule:
+            problems.append("margin only goes with not_worse_than")
+        elif not _is_number(rule["margin"]) or rule["margin"] < 0:
+            problems.append(f"margin must be a number >= 0, not {rule['margin']!r}")
+    if not any(k in rule for k in _CHECK_ORDER):
+        problems.append(f"no check in the rule (one of {', '.join(_CHECK_ORDER)})")
+    return problems
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def evaluate_rules(
+    require: Mapping[str, Any] | None,
+    metrics: Mapping[str, MetricComparison],
+    *,
+    has_champion: bool,
+    confidence: float = 0.95,
+) -> list[RuleResult]:
+    """One RuleResult per check, in the order of the rules; rules must be valid already."""
+    results: list[RuleResult] = []
+    level = f"{confidence:.0%}"
+    for metric, rule in (require or {}).items():
+        comp = metrics.get(metric)
+        for kind in _CHECK_ORDER:
+            if kind not in rule:
+                continue
+            if comp is None:
+                results.append(_not_computed(metric, kind, rule))
+            elif kind in ("min", "max"):
+                results.append(_absolute(comp, kind, float(rule[kind])))
+            else:
+                margin = float(rule.get("margin", 0.0)) if kind == "not_worse_than" else 0.0
+                results.append(_relative(comp, kind, margin, has_champion, level))
+    return results
+
+
+def verdict(results: Sequence[RuleResult]) -> str:
+    """ "pass" when every check passed (also when there are none), else "fail"."""
+    return "pass" if all(r.passed for r in results) else "fail"
+
+
+def _rule_text(metric: str, kind: str, rule: Mapping[str, Any]) -> str:
+    if kind == "min":
+        return f"{metric} >= {rule['min']}"
+    if kind == "max":
+        return f"{metric} <= {rule['max']}"
+    if kind == "better_than":
+        return f"{metric} better than champion"
+    return f"{metric} not worse than champion by more than {rule.get('margin', 0)}"
+
+
+def _not_computed(metric: str, kind: str, rule: Mapping[str, Any]) -> RuleResult:
+    why = (
+        "it needs class probabilities and a version gave none"
+        if metric in CLASSIFICATION_PROBA_METRICS
+        else "it was not computed"
+    )
+    raw = rule.get(kind) if kind in ("min", "max") else rule.get("margin")
+    threshold = float(raw) if _is_number(raw) else None
+    return RuleResult(
+        metric,
+        kind,
+        _rule_text(metric, kind, rule),
+        threshold,
+        None,
+        None,
+        False,
+        f"{metric} is not available: {why}.",
+    )
+
+
+def _absolute(comp: MetricComparison, kind: str, bound: float) -> RuleResult:
+    value = comp.candidate
+    text = f"{comp.name} {'>=' if kind == 'min' else '<='} {bound:g}"
+    if value is None or not math.isfinite(value):
+        return RuleResult(
+            comp.name,
+            kind,
+            text,
+            bound,
+            None,
+            None,
+            False,
+            f"the candidate's {comp.name} could not be computed.",
+        )
+    passed = value >= bound if kind == "min" else value <= bound
+    side = (
+        ("at least" if kind == "min" else "at most")
+        if passed
+        else ("below" if kind == "min" else "above")
+    )
+    reason = f"candidate {comp.name} is {_fmt(value)}, {side} the {kind} {bound:g}."
+    return RuleResult(comp.name, kind, text, bound, value, None, passed, reason)
+
+
+def _relative(
+    comp: MetricComparison, kind: str, margin: float, has_champion: bool, level: str
+) -> RuleResult:
+    if kind == "better_than":
+        text, threshold = f"{comp.name} better than champion", None
+    else:
+        text, threshold = f"{comp.name} not worse than champion by more than {margin:g}", margin
+    if not has_champion:
+        reason = "there is no champion to compare with (first version); only min/max rules apply."
+        return RuleResult(comp.name, kind, text, threshold, None, None, False, reason)
+    if comp.champion is None:
+        reason = f"the champion has no {comp.name} (e.g. it gave no class probabilities)."
+        return RuleResult(comp.name, kind, text, threshold, None, None, False, reason)
+    lo, hi = comp.ci_low, comp.ci_high
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return RuleResult(
+            comp.name,
+            kind,
+            text,
+            threshold,
+            comp.diff,
+            None,
+            False,
+            f"the interval of the {comp.name} difference could not be computed "
+            "(the metric is undefined on too many resamples).",
+        )
+    interval = (lo, hi)
+    shown = f"{level} interval of candidate - champion is [{_fmt(lo)}, {_fmt(hi)}]"
+    up = comp.higher_is_better
+    if kind == "better_than":
+        passed = lo > 0 if up else hi < 0
+        side = "above" if up else "below"
+        reason = (
+            f"the {shown}, wholly {side} zero."
+            if passed
+            else f"the {shown}, which does not clear zero: no evidence of improvement."
+        )
+    else:
+        worst = lo if up else hi
+        passed = worst >= -margin if up else worst <= margin
+        limit = -margin if up else margin
+        bound = "lower" if up else "upper"
+        if passed:
+            where = "not below" if up else "not above"
+            reason = f"the {shown}; its {bound} bound is {where} {_fmt(limit)}."
+        else:
+            where = "below" if up else "above"
+            reason = (
+                f"the {shown}; its {bound} bound is {where} {_fmt(limit)}: "
+                f"the candidate may be worse than the champion by more than {margin:g}."
+            )
+    return RuleResult(comp.name, kind, text, threshold, comp.diff, interval, passed, reason)

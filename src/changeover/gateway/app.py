@@ -1,0 +1,414 @@
+"""The data plane: Open Inference Protocol v2 and KServe v1 endpoints over the router,
+the model pool and the writers. It never waits on the store to answer a request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from anyio import CapacityLimiter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from changeover.api.auth import AuthError, check_bearer
+from changeover.domain.policy import TrafficPolicy, route
+from changeover.errors import ChangeoverError, LoadFailed, MalformedRequest, ModelNotFound, NotFound
+from changeover.gateway import protocol
+from changeover.gateway.http import BodyTooLarge, error_response, json_response, read_json
+from changeover.gateway.metrics import GatewayMetrics
+from changeover.gateway.pool import LoadedVersion, ModelPool
+from changeover.gateway.recorder import StoreWriter
+from changeover.gateway.windows import WindowAggregator
+from changeover.registry.service import Registry
+from changeover.settings import Settings
+from changeover.store import tables as t
+from changeover.store import traffic
+from changeover.store.store import Store, VersionRecord
+
+log = logging.getLogger(__name__)
+
+
+def summarize(outputs: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], float | None]:
+    """The first row of each output (kept in the request log for feedback joins), and one
+    number per request for the prediction distribution (positive-class probability, or the
+    first output)."""
+    row: dict[str, Any] = {}
+    for name, array in outputs.items():
+        array = np.asarray(array)
+        first = array[0] if array.ndim and array.shape[0] else array
+        value = first.tolist() if isinstance(first, np.ndarray) else (first.item() if hasattr(first, "item") else first)
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        row[name] = value
+    number: float | None = None
+    proba = outputs.get("probabilities")
+    if proba is not None and np.ndim(proba) == 2 and np.shape(proba)[1] == 2:
+        number = float(np.asarray(proba)[0, 1])
+    else:
+        first = next(iter(outputs.values()), None)
+        if first is not None and np.asarray(first).size and np.asarray(first).dtype.kind in "fiub":
+            number = float(np.asarray(first).reshape(-1)[0])
+    if number is not None and not np.isfinite(number):
+        number = None
+    return row, number
+
+
+class Gateway:
+    def __init__(self, store: Store, registry: Registry, settings: Settings, *, replica: str | None = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+        self.replica = replica or uuid.uuid4().hex[:8]
+        self.policies: dict[str, TrafficPolicy] = {}
+        self.records: dict[tuple[str, int], VersionRecord] = {}
+        self.pool = ModelPool(self._load)
+        self.metrics = GatewayMetrics()
+        self.windows = WindowAggregator(self.replica)
+        self.writer = StoreWriter(
+            store,
+            retention_s=settings.record_retention_days * 86400,
+            max_recorded=settings.record_max_rows,
+            max_requests=settings.request_log_max_rows,
+            on_drop=self.metrics.dropped_records.inc,
+        )
+        self.limiter = CapacityLimiter(16)
+        self.mirror: Any = None  # the shadow mirror (gateway/shadow.py), set by the server
+        self._rng = random.Random()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._refreshing: dict[str, asyncio.Lock] = {}
+        self.ready = False
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.writer.start()
+        self.store.notifier.subscribe(self._on_generation)
+        try:
+            for model in await anyio.to_thread.run_sync(self.store.generations):
+                await self.refresh(model)
+        except Exception as exc:  # the store may be away: serve what we can, poll later
+            log.warning("initial policy load failed: %s", exc)
+        self._tasks.append(asyncio.create_task(self._poll()))
+        self._tasks.append(asyncio.create_task(self._flush_windows()))
+        self.ready = True
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._write_windows()
+        await anyio.to_thread.run_sync(self.writer.stop)
+        self.pool.close_all()
+
+    def _on_generation(self, model: str, generation: int) -> None:
+        """Called from any thread when a policy generation commits."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.refresh(model)))
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.policy_poll_s)
+            try:
+                generations = await anyio.to_thread.run_sync(self.store.generations)
+            except Exception as exc:
+                log.warning("policy poll failed (serving on the last policy): %s", exc)
+                continue
+            for model, generation in generations.items():
+                current = self.policies.get(model)
+                if current is None or current.generation < generation:
+                    await self.refresh(model)
+
+    async def _flush_windows(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.window_seconds)
+            self._write_windows()
+
+    def _write_windows(self) -> None:
+        for row in self.windows.drain():
+            self.writer.put(t.metric_windows, row)
+
+    def _load(self, model: str, version: int) -> Any:
+        return self.registry.load(self.record(model, version))
+
+    def record(self, model: str, version: int) -> VersionRecord:
+        key = (model, version)
+        if key not in self.records:
+            self.records[key] = self.store.version(model, version)  # immutable: cache forever
+        return self.records[key]
+
+    async def refresh(self, model: str) -> None:
+        """Adopt the newest policy of a model once every version it names is loaded and warm."""
+        lock = self._refreshing.setdefault(model, asyncio.Lock())
+        async with lock:
+            try:
+                policy = await anyio.to_thread.run_sync(self.store.policy, model)
+            except Exception as exc:
+                log.warning("reading the policy of %s failed: %s", model, exc)
+                return
+            current = self.policies.get(model)
+            if policy is None or (current is not None and current.generation >= policy.generation):
+                return
+            try:
+                for version in sorted(policy.loaded_versions):
+                    await anyio.to_thread.run_sync(self.record, model, version)
+                    await self.pool.ensure(model, version)
+            except (LoadFailed, NotFound, ChangeoverError) as exc:
+                reason = str(exc)
+                await anyio.to_thread.run_sync(
+                    lambda: self.store.add_event(
+                        "load_failed",
+                        f"gateway {self.replica} keeps generation {current.generation if current else 'none'} "
+                        f"of {model}: {reason}",
+                        model=model, actor=f"gateway:{self.replica}",
+                        evidence={"generation": policy.generation, "reason": reason},
+                        dedup=f"load_failed:{model}:{policy.generation}:{self.replica}",
+                    )
+                )
+                return
+            self.policies[model] = policy
+            self.pool.retain(model, policy.loaded_versions)
+            self.metrics.generation.labels(model).set(policy.generation)
+            for version in policy.serving_versions:
+                weight = policy.weights.get(version)
+                if weight is None and version == policy.champion:
+                    weight = 100.0 - sum(policy.weights.values())
+                self.metrics.weight.labels(model, str(version)).set(weight or 0.0)
+            if self.mirror is not None:
+                self.mirror.adopt(policy)
+
+    # ---- inference ------------------------------------------------------------------
+
+    def _reader(self, policy: TrafficPolicy, request: Request, decoded: protocol.Decoded) -> Any:
+        def read(field: str) -> str | None:
+            if field == "key":
+                return read(policy.sticky_key)
+            kind, _, name = field.partition(":")
+            if kind == "header":
+                return request.headers.get(name)
+            if kind == "input" and name in decoded:
+                array = decoded[name][0]
+                return str(array.reshape(-1)[0]) if array.size else None
+            return None
+
+        return read
+
+    async def _serve(self, request: Request, model: str, pinned: str | None, v1: bool) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        headers = {"x-request-id": request_id}
+        try:
+            if self.settings.require_token_for_inference:
+                check_bearer(request.headers.get("authorization"), self.settings.token or "")
+            body = await read_json(request, self.settings.max_body_bytes)
+            policy = self.policies.get(model)
+            if pinned is not None:
+                if not pinned.isdigit():
+                    raise ModelNotFound(model, pinned)
+                version = int(pinned)
+                await anyio.to_thread.run_sync(self.record, model, version)
+                shadows: tuple[Any, ...] = ()
+            elif policy is None:
+                raise ModelNotFound(model)
+            lv = self.pool.get(model, int(pinned)) if pinned is not None else None
+            if pinned is not None and lv is None:
+                lv = await self.pool.ensure(model, int(pinned))
+            if v1:
+                signature_version = int(pinned) if pinned is not None else (policy.champion if policy else None)
+                if signature_version is None:
+                    raise ModelNotFound(model)
+                decoded = protocol.decode_v1_instances(body, self.record(model, signature_version).signature)
+                meta: dict[str, Any] = {}
+            else:
+                decoded, meta = protocol.decode_infer_request(body)
+                if "id" in meta and "x-request-id" not in request.headers and isinstance(meta["id"], str) and meta["id"]:
+                    request_id = meta["id"]
+                    headers["x-request-id"] = request_id
+            if lv is None:
+                assert policy is not None
+                chosen = route(policy, self._reader(policy, request, decoded), self._rng)
+                version, shadows = chosen.version, chosen.shadows
+                lv = self.pool.get(model, version) or await self.pool.ensure(model, version)
+            else:
+                version = lv.version
+            self.record(model, version).signature.check_inputs(decoded)
+        except (ChangeoverError, BodyTooLarge) as exc:
+            response = error_response(exc, headers)
+            self.metrics.rejected.labels(model, str(response.status_code)).inc()
+            return response
+        except AuthError as exc:
+            return json_response({"error": str(exc)}, exc.status, headers)
+        headers["x-changeover-version"] = str(version)
+        return await self._predict(request, lv, decoded, request_id, headers, started, shadows, v1)
+
+    async def _predict(
+        self, request: Request, lv: LoadedVersion, decoded: protocol.Decoded, request_id: str,
+        headers: dict[str, str], started: float, shadows: tuple[Any, ...], v1: bool,
+    ) -> Response:
+        model, version = lv.model, lv.version
+        inputs = {name: array for name, (array, _) in decoded.items()}
+        self.pool.acquire(lv)
+        try:
+            outputs = await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self.limiter)
+        except Exception as exc:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("prediction failed in %s v%s (error id %s)", model, version, error_id)
+            latency_ms = (time.perf_counter() - started) * 1000
+            self.metrics.errors.labels(model, str(version)).inc()
+            self.metrics.requests.labels(model, str(version), "500").inc()
+            self.windows.observe(model, version, latency_ms, True, None)
+            self._log_request(request_id, model, version, 500, latency_ms, None, None, request)
+            return json_response(
+                {"error": f"model {model} v{version} failed: {type(exc).__name__}", "error_id": error_id}, 500, headers
+            )
+        finally:
+            self.pool.release(lv)
+        body = protocol.encode_v1_predictions(outputs) if v1 else protocol.encode_infer_response(
+            model, version, request_id, outputs
+        )
+        response = json_response(body, 200, headers)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.metrics.requests.labels(model, str(version), "200").inc()
+        self.metrics.latency.labels(model, str(version)).observe(latency_ms / 1000)
+        summary, number = summarize(outputs)
+        self.windows.observe(model, version, latency_ms, False, number)
+        self._log_request(request_id, model, version, 200, latency_ms, summary, (decoded, outputs), request)
+        if shadows and self.mirror is not None:
+            self.mirror.submit(model, version, request_id, inputs, outputs, latency_ms, shadows,
+                               lambda field: self._reader(self.policies[model], request, decoded)(field))
+        return response
+
+    def _log_request(
+        self, request_id: str, model: str, version: int, status: int, latency_ms: float,
+        summary: dict[str, Any] | None, full: tuple[protocol.Decoded, Mapping[str, np.ndarray]] | None,
+        request: Request,
+    ) -> None:
+        recorded = full is not None and self._rng.random() < self.settings.record_rate
+        row: dict[str, Any] = {
+            "request_id": request_id,
+            "model": model,
+            "version": version,
+            "at": time.time(),
+            "status": status,
+            "latency_ms": latency_ms,
+            "output": summary,
+            "inputs": None,
+            "answer": None,
+            "segment": None,
+            "recorded": recorded,
+        }
+        if recorded and full is not None:
+            decoded, outputs = full
+            row["inputs"] = [protocol.encode_tensor(n, a) | {"datatype": d} for n, (a, d) in decoded.items()]
+            row["answer"] = [protocol.encode_tensor(n, a) for n, a in outputs.items()]
+        self.writer.put(t.requests, row)
+
+    # ---- endpoints ------------------------------------------------------------------
+
+    async def infer(self, request: Request) -> Response:
+        return await self._serve(request, request.path_params["model"], None, v1=False)
+
+    async def infer_pinned(self, request: Request) -> Response:
+        return await self._serve(request, request.path_params["model"], request.path_params["version"], v1=False)
+
+    async def predict_v1(self, request: Request) -> Response:
+        return await self._serve(request, request.path_params["model"], None, v1=True)
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def health_ready(self, request: Request) -> Response:
+        return json_response({"ready": self.ready}, 200 if self.ready else 503)
+
+    def _metadata_version(self, model: str, version: str | None) -> int:
+        if version is not None:
+            if not version.isdigit():
+                raise ModelNotFound(model, version)
+            return int(version)
+        policy = self.policies.get(model)
+        if policy is None or policy.champion is None:
+            raise ModelNotFound(model)
+        return policy.champion
+
+    async def metadata(self, request: Request) -> Response:
+        model = request.path_params["model"]
+        try:
+            version = self._metadata_version(model, request.path_params.get("version"))
+            record = await anyio.to_thread.run_sync(self.record, model, version)
+        except NotFound as exc:
+            return error_response(exc)
+        return json_response(protocol.model_metadata(model, version, record.signature, f"changeover/{record.runtime}"))
+
+    async def model_ready(self, request: Request) -> Response:
+        model = request.path_params["model"]
+        try:
+            version = self._metadata_version(model, request.path_params.get("version"))
+        except NotFound as exc:
+            return error_response(exc)
+        ready = self.pool.get(model, version) is not None
+        return json_response({"name": model, "ready": ready}, 200 if ready else 503)
+
+    async def feedback(self, request: Request) -> Response:
+        try:
+            body = await read_json(request, self.settings.max_body_bytes)
+            if not isinstance(body, dict):
+                raise MalformedRequest("the body must be a JSON object")
+            request_id = body.get("request_id")
+            if not isinstance(request_id, str) or not request_id:
+                raise MalformedRequest("a non-empty string is required", "request_id")
+            if "label" not in body and "reward" not in body:
+                raise MalformedRequest("one of label or reward is required", "label")
+            reward = body.get("reward")
+            if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
+                raise MalformedRequest("must be a number", "reward")
+            try:
+                accepted, stored = await anyio.to_thread.run_sync(
+                    lambda: traffic.add_feedback(self.store, request_id, label=body.get("label"), reward=reward)
+                )
+            except NotFound:
+                # the request may still sit in the writer's queue: flush once and look again
+                await anyio.to_thread.run_sync(self.writer.flush, 2.0)
+                accepted, stored = await anyio.to_thread.run_sync(
+                    lambda: traffic.add_feedback(self.store, request_id, label=body.get("label"), reward=reward)
+                )
+        except ChangeoverError as exc:
+            self.metrics.feedback.labels("", "rejected").inc()
+            return error_response(exc)
+        self.metrics.feedback.labels(stored["model"], "accepted" if accepted else "duplicate").inc()
+        if accepted:
+            return json_response({"request_id": request_id, "status": "accepted"}, 201)
+        return json_response(
+            {"request_id": request_id, "status": "duplicate",
+             "detail": "feedback for this request was already received; the first one is kept",
+             "kept": {"label": stored["label"], "reward": stored["reward"], "at": stored["at"]}},
+            200,
+        )
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/health/live", self.live, methods=["GET"]),
+            Route("/v2/health/ready", self.health_ready, methods=["GET"]),
+            Route("/v2", self.live, methods=["GET"]),
+            Route("/v2/models/{model}", self.metadata, methods=["GET"]),
+            Route("/v2/models/{model}/ready", self.model_ready, methods=["GET"]),
+            Route("/v2/models/{model}/versions/{version}", self.metadata, methods=["GET"]),
+            Route("/v2/models/{model}/versions/{version}/ready", self.model_ready, methods=["GET"]),
+            Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
+            Route("/v2/models/{model}/versions/{version}/infer", self.infer_pinned, methods=["POST"]),
+            Route("/v1/models/{model}:predict", self.predict_v1, methods=["POST"]),
+            Route("/v1/feedback", self.feedback, methods=["POST"]),
+            Route("/metrics", self.prometheus, methods=["GET"]),
+        ]

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the data plane (one registry per app, so tests don't collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "changeover_requests", "Inference requests answered", ["model", "version", "code"], registry=r
+        )
+        self.errors = Counter(
+            "changeover_errors", "Inference requests that failed in the model (500)", ["model", "version"], registry=r
+        )
+        self.rejected = Counter(
+            "changeover_rejected", "Requests refused before reaching a model (4xx)", ["model", "code"], registry=r
+        )
+        self.latency = Histogram(
+            "changeover_latency_seconds", "Latency of answered inference requests", ["model", "version"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.generation = Gauge("changeover_policy_generation", "Traffic policy generation served", ["model"], registry=r)
+        self.weight = Gauge("changeover_traffic_weight", "Percent of traffic per version", ["model", "version"], registry=r)
+        self.shadow_calls = Counter(
+            "changeover_shadow_calls", "Mirrored calls by outcome", ["model", "version", "outcome"], registry=r
+        )
+        self.shadow_agreement = Gauge(
+            "changeover_shadow_agreement", "Running agreement of a shadow with the champion", ["model", "version"], registry=r
+        )
+        self.dropped_records = Counter(
+            "changeover_dropped_records", "Request-log rows dropped because the writer was behind", registry=r
+        )
+        self.feedback = Counter("changeover_feedback", "Feedback received", ["model", "outcome"], registry=r)

@@ -1,0 +1,120 @@
+"""Open Inference Protocol v2 (REST/JSON) and KServe v1 codecs: defined once, used by the
+gateway, the remote runtime and the tests. Decoding never trusts the client."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from changeover.domain.signature import NUMPY_BY_DATATYPE, Signature, datatype_of
+from changeover.errors import InvalidInput, MalformedRequest
+
+Decoded = dict[str, tuple[np.ndarray, str]]
+
+
+def decode_tensor(tensor: Any, where: str = "tensor") -> tuple[np.ndarray, str]:
+    if not isinstance(tensor, Mapping):
+        raise MalformedRequest("must be an object with name, shape, datatype and data", where)
+    name = tensor.get("name")
+    if not isinstance(name, str) or not name:
+        raise MalformedRequest("needs a non-empty string 'name'", where)
+    datatype = tensor.get("datatype")
+    if not isinstance(datatype, str) or datatype.upper() not in NUMPY_BY_DATATYPE:
+        raise InvalidInput(name, f"a datatype among {sorted(NUMPY_BY_DATATYPE)}", f"datatype {datatype!r}")
+    datatype = datatype.upper()
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise InvalidInput(name, "a shape that is a list of non-negative integers", f"shape {shape!r}")
+    if "data" not in tensor:
+        raise InvalidInput(name, "a 'data' field", "none")
+    data = tensor["data"]
+    try:
+        if datatype == "BYTES":
+            flat = np.asarray(data, dtype=object).reshape(-1)
+        else:
+            flat = np.asarray(data, dtype=NUMPY_BY_DATATYPE[datatype]).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(name, f"data of datatype {datatype}", f"data that does not convert ({exc})") from None
+    needed = math.prod(shape)
+    if flat.size != needed:
+        raise InvalidInput(name, f"{needed} elements for shape {shape}", f"{flat.size} elements")
+    return flat.reshape(shape), datatype
+
+
+def decode_infer_request(body: Any) -> tuple[Decoded, dict[str, Any]]:
+    """The tensors of a v2 infer request, and its id/parameters/outputs."""
+    if not isinstance(body, Mapping):
+        raise MalformedRequest("the body must be a JSON object")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise MalformedRequest("must be a non-empty list of tensors", "inputs")
+    decoded: Decoded = {}
+    for i, tensor in enumerate(inputs):
+        array, datatype = decode_tensor(tensor, f"inputs[{i}]")
+        decoded[tensor["name"]] = (array, datatype)
+    meta = {k: body[k] for k in ("id", "parameters", "outputs") if k in body}
+    return decoded, meta
+
+
+def decode_v1_instances(body: Any, signature: Signature) -> Decoded:
+    """KServe v1 ``{"instances": [...]}`` for a model with one input."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("instances"), list):
+        raise MalformedRequest("must be a list", "instances")
+    if not body["instances"]:
+        raise MalformedRequest("must not be empty", "instances")
+    required = [t for t in signature.inputs if not t.optional]
+    if len(required) != 1:
+        raise MalformedRequest("v1 instances need a model with exactly one input; use the v2 protocol", "instances")
+    spec = required[0]
+    try:
+        if spec.datatype == "BYTES":
+            array = np.asarray(body["instances"], dtype=object)
+        else:
+            array = np.asarray(body["instances"], dtype=NUMPY_BY_DATATYPE[spec.datatype])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(spec.name, f"instances of datatype {spec.datatype}", f"instances that do not convert ({exc})") from None
+    return {spec.name: (array, spec.datatype)}
+
+
+def _jsonable(array: np.ndarray, datatype: str) -> list[Any]:
+    flat = array.reshape(-1)
+    if datatype == "BYTES":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in flat.tolist()]
+    if datatype in ("FP16", "FP32", "FP64"):
+        # JSON has no NaN/Infinity; None keeps the answer valid JSON and visibly wrong
+        values = flat.astype(np.float64).tolist()
+        return [v if math.isfinite(v) else None for v in values]
+    return flat.tolist()
+
+
+def encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
+    array = np.asarray(array)
+    datatype = datatype_of(array)
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": _jsonable(array, datatype)}
+
+
+def encode_infer_response(model: str, version: int, request_id: str, outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    return {
+        "model_name": model,
+        "model_version": str(version),
+        "id": request_id,
+        "outputs": [encode_tensor(name, array) for name, array in outputs.items()],
+    }
+
+
+def encode_v1_predictions(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    first = next(iter(outputs.values()))
+    return {"predictions": np.asarray(first).tolist()}
+
+
+def model_metadata(model: str, version: int, signature: Signature, platform: str) -> dict[str, Any]:
+    return {
+        "name": model,
+        "versions": [str(version)],
+        "platform": platform,
+        "inputs": [t.to_dict() for t in signature.inputs],
+        "outputs": [t.to_dict() for t in signature.outputs],
+    }

@@ -1,0 +1,127 @@
+"""The registry: push artifacts as immutable versions, and load them back (checked every time)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from changeover.domain.signature import Signature
+from changeover.errors import ArtifactError, ArtifactTampered, InvalidRequest, UntrustedArtifact
+from changeover.registry.artifacts import ArtifactStore
+from changeover.registry.manifest import MANIFEST, manifest_path, read_manifest
+from changeover.runtimes import LoadedModel, LoadRequest, get_runtime, infer_runtime
+from changeover.store.store import Store, VersionRecord
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def bundle_sidecar(path: Path, workdir: Path) -> Path:
+    """A file with a model.yaml beside it becomes a folder holding both, so the signature
+    travels with the artifact and is covered by its checksum."""
+    sidecar = manifest_path(path) if path.is_file() else None
+    if sidecar is None:
+        return path
+    import yaml
+
+    folder = workdir / "bundle"
+    folder.mkdir()
+    shutil.copyfile(path, folder / path.name)
+    data = yaml.safe_load(sidecar.read_text()) or {}
+    data.setdefault("artifact", path.name)
+    (folder / MANIFEST).write_text(yaml.safe_dump(data))
+    return folder
+
+
+class Registry:
+    def __init__(self, store: Store, artifacts: ArtifactStore) -> None:
+        self.store = store
+        self.artifacts = artifacts
+
+    def push(
+        self,
+        path: Path,
+        *,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        runtime: str | None = None,
+        trust: bool = False,
+        actor: str = "cli",
+        source: str | None = None,
+    ) -> tuple[VersionRecord, bool]:
+        """Store an artifact as the model's next version (or return the version with these bytes)."""
+        if not NAME.match(name):
+            raise InvalidRequest("name", f"{name!r} is not a model name (letters, digits, _ . -; up to 128)")
+        path = Path(path)
+        if not path.exists():
+            raise InvalidRequest("path", f"{path} does not exist")
+        with tempfile.TemporaryDirectory() as tmp:
+            return self._push(bundle_sidecar(path, Path(tmp)), name=name, labels=labels, runtime=runtime,
+                              trust=trust, actor=actor, source=source or str(path))
+
+    def _push(
+        self,
+        path: Path,
+        *,
+        name: str,
+        labels: Mapping[str, str] | None,
+        runtime: str | None,
+        trust: bool,
+        actor: str,
+        source: str,
+    ) -> tuple[VersionRecord, bool]:
+        try:
+            manifest = read_manifest(path)
+            runtime_name = runtime or infer_runtime(path, manifest)
+            if runtime_name == "pickle" and not trust:
+                raise UntrustedArtifact(
+                    f"{path.name} is a pickle: loading it runs arbitrary code. "
+                    "Push it with --trust only if you trust its author (prefer skops or ONNX)"
+                )
+            if runtime_name == "skops" and not trust:
+                from changeover.runtimes.skops_runtime import untrusted_types
+
+                target = path / manifest.artifact if path.is_dir() and manifest.artifact else path
+                untrusted = untrusted_types(str(target))
+                if untrusted:
+                    raise UntrustedArtifact(
+                        f"{path.name} contains types that skops does not trust: {', '.join(untrusted)}; "
+                        "push it with --trust only if you trust its author"
+                    )
+            # load it once now: a version that cannot load never enters the registry
+            model = get_runtime(runtime_name).load(
+                LoadRequest(path=path, manifest=manifest, signature=manifest.signature, trusted=trust)
+            )
+            signature: Signature = manifest.signature or model.signature
+            model.close()
+        except ArtifactError as exc:
+            self.store.add_event("refused", f"push of {path.name} as {name} refused: {exc}", model=None, actor=actor,
+                                 evidence={"model": name, "path": str(path.name), "reason": str(exc)})
+            raise
+        sha, relative = self.artifacts.put(path)
+        return self.store.add_version(
+            model=name,
+            sha256=sha,
+            runtime=runtime_name,
+            artifact=relative,
+            signature=signature,
+            labels=dict(labels or {}),
+            trusted=trust and runtime_name in ("pickle", "skops"),
+            source=source,
+            actor=actor,
+        )
+
+    def load(self, record: VersionRecord, *, actor: str = "gateway") -> LoadedModel:
+        """Load a version after checking its bytes against the checksum (a tampered one is refused and logged)."""
+        try:
+            path = self.artifacts.verify(record.artifact, record.sha256)
+        except ArtifactTampered as exc:
+            self.store.add_event("tampered", f"{record.model} v{record.number}: {exc}", model=record.model, actor=actor,
+                                 evidence={"version": record.number, "expected": exc.expected, "got": exc.got})
+            raise
+        manifest = read_manifest(path)
+        return get_runtime(record.runtime).load(
+            LoadRequest(path=path, manifest=manifest, signature=record.signature, trusted=record.trusted)
+        )

@@ -1,0 +1,47 @@
+"""The one Protocol every runtime implements, and what a loaded version looks like."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from changeover.domain.signature import Signature
+from changeover.registry.manifest import Manifest
+
+Tensors = Mapping[str, np.ndarray]
+
+
+class LoadedModel(Protocol):
+    signature: Signature
+
+    def predict(self, inputs: Tensors) -> dict[str, np.ndarray]:
+        """Inputs and answers map tensor names to arrays, batched along the first axis."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    path: Path  # the verified artifact (file or folder)
+    manifest: Manifest
+    signature: Signature | None  # the signature recorded at push (None while pushing)
+    trusted: bool  # pickle: pushed with --trust
+
+
+class Runtime(Protocol):
+    name: str
+
+    def load(self, request: LoadRequest) -> LoadedModel: ...
+
+
+def as_outputs(result: object, signature: Signature) -> dict[str, np.ndarray]:
+    """A predictor may answer one array or a mapping; normalise to name -> array."""
+    if isinstance(result, Mapping):
+        return {str(k): np.asarray(v) for k, v in result.items()}
+    name = signature.outputs[0].name if signature.outputs else "output"
+    return {name: np.asarray(result)}

@@ -1,0 +1,84 @@
+"""Assembles the data plane, the control plane and the management API into the process
+that ``changeover serve`` runs. Neither plane imports the other; they meet in the store."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from changeover.api.app import ApiContext, install_error_handlers, make_router
+from changeover.api.auth import ensure_token
+from changeover.control.loop import Controller
+from changeover.gateway.app import Gateway
+from changeover.registry.artifacts import ArtifactStore
+from changeover.registry.service import Registry
+from changeover.settings import Settings
+from changeover.store.store import Store
+
+log = logging.getLogger("changeover")
+
+
+class Server:
+    """Every long-lived part of one ``serve`` process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        token, generated = ensure_token(settings.token, settings.token_file)
+        if generated:
+            print(f"changeover: generated a management token (kept in {settings.token_file}, mode 0600):\n  {token}",
+                  file=sys.stderr, flush=True)
+        self.token = token
+        settings.token = token
+        self.store = Store(settings.store_url)
+        self.registry = Registry(self.store, ArtifactStore(settings.artifacts_dir))
+        self.gateway = Gateway(self.store, self.registry, settings)
+        self.controller = Controller(self.store, tick_s=settings.controller_tick_s)
+
+    async def preflight(self, model: str, version: int) -> None:
+        """Load and warm a version before any alias sends traffic to it."""
+        await self.gateway.pool.ensure(model, version)
+
+    def status_extra(self) -> dict[str, Any]:
+        return {
+            "gateway": {
+                "replica": self.gateway.replica,
+                "loaded": [{"model": m, "version": v} for m, v in self.gateway.pool.loaded()],
+                "generations": {m: p.generation for m, p in self.gateway.policies.items()},
+                "dropped_records": self.gateway.writer.dropped,
+            },
+            "controller": {"holder": self.controller.holder, "leading": self.controller.leading,
+                           "ticks": self.controller.ticks},
+        }
+
+    def app(self) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            await self.gateway.start()
+            self.controller.start()
+            try:
+                yield
+            finally:
+                self.controller.stop()
+                await self.gateway.stop()
+                self.store.close()
+
+        app = FastAPI(title="changeover", version="0.1.0", lifespan=lifespan,
+                      description="Model updates without hurting production: management API. "
+                      "Inference speaks the Open Inference Protocol v2 under /v2.")
+        ctx = ApiContext(self.store, self.registry, self.token, wake=self.controller.wake,
+                         preflight=self.preflight, status_extra=self.status_extra)
+        app.include_router(make_router(ctx))
+        install_error_handlers(app)
+        for route in self.gateway.routes():
+            app.router.routes.append(route)
+        return app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return Server(settings or Settings()).app()

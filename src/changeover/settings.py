@@ -1,0 +1,78 @@
+"""All of changeover's settings, in one place (environment prefix ``CHANGEOVER_``)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHANGEOVER_", extra="ignore")
+
+    home: Path = Field(default=Path(".changeover"))
+    """Where the store (SQLite by default), the artifacts and the token live."""
+
+    store: str | None = None
+    """SQLAlchemy URL of the store; default: SQLite in the home (``sqlite:///HOME/store.db``)."""
+
+    token: str | None = None
+    """The management token. When unset, one is generated on first start and kept in the home."""
+
+    url: str = "http://127.0.0.1:8080"
+    """Where the CLI finds the server."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Inference requests with a larger body are refused with 413."""
+
+    require_token_for_inference: bool = False
+    """When true, inference and feedback also need the management token."""
+
+    record_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Share of live requests recorded with their inputs, for compatibility replay."""
+
+    record_retention_days: float = 7.0
+    """Recorded requests older than this are pruned."""
+
+    record_max_rows: int = 100_000
+    """At most this many recorded requests (with inputs) are kept per model."""
+
+    request_log_max_rows: int = 1_000_000
+    """At most this many served-request rows (for feedback joins) are kept."""
+
+    shadow_queue_size: int = 256
+    """Mirrored calls waiting for a shadow; past this a mirror is dropped and counted."""
+
+    shadow_concurrency: int = 4
+    """Shadow calls running at once, per gateway."""
+
+    shadow_timeout_s: float = 1.0
+    """A shadow call that takes longer is abandoned and counted as a timeout."""
+
+    window_seconds: float = 5.0
+    """Metric windows are flushed to the store this often."""
+
+    controller_tick_s: float = 1.0
+    """The controller reconciles at least this often (and at once on every change)."""
+
+    policy_poll_s: float = 2.0
+    """Gateways poll for a new traffic policy generation this often (fallback to notifications)."""
+
+    trust_pickle: bool = False
+    """Allow pickle artifacts whose version was not pushed with --trust (never recommended)."""
+
+    @cached_property
+    def store_url(self) -> str:
+        if self.store:
+            return self.store
+        return f"sqlite:///{(self.home / 'store.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / "token"

@@ -1,0 +1,81 @@
+"""Store queries over served traffic: the request log, recorded requests, feedback,
+metric windows and shadow pairs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import and_, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from changeover.errors import RequestNotFound
+from changeover.store import tables as t
+from changeover.store.store import Store
+
+
+def served_request(store: Store, request_id: str) -> dict[str, Any] | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(t.requests).where(t.requests.c.request_id == request_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def add_feedback(store: Store, request_id: str, *, label: Any = None, reward: float | None = None) -> tuple[bool, dict[str, Any]]:
+    """Join a label or reward to a served request. The first feedback wins: returns
+    (accepted, the stored feedback)."""
+    served = served_request(store, request_id)
+    if served is None:
+        raise RequestNotFound(request_id)
+    row = {
+        "request_id": request_id,
+        "model": served["model"],
+        "label": label,
+        "reward": reward,
+        "at": time.time(),
+        "served_at": served["at"],
+    }
+    try:
+        with store.tx() as conn:
+            conn.execute(insert(t.feedback).values(**row))
+        return True, row
+    except IntegrityError:
+        with store.engine.connect() as conn:
+            first = conn.execute(select(t.feedback).where(t.feedback.c.request_id == request_id)).one()
+        return False, dict(first._mapping)
+
+
+def recorded_requests(store: Store, model: str, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """The newest recorded requests (inputs and answers) of a model, for replay."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(t.requests)
+            .where(and_(t.requests.c.model == model, t.requests.c.recorded.is_(True)))
+            .order_by(t.requests.c.at.desc())
+            .limit(limit)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def labelled_requests(
+    store: Store, model: str, *, since: float, until: float, label_delay: float = 0.0
+) -> list[dict[str, Any]]:
+    """Requests served in [since, until - label_delay] with their feedback (None when none came):
+    only requests whose label had time to arrive are returned."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(t.requests.c.request_id, t.requests.c.version, t.requests.c.output, t.requests.c.at,
+                   t.requests.c.segment, t.feedback.c.label, t.feedback.c.reward)
+            .select_from(t.requests.outerjoin(t.feedback, t.feedback.c.request_id == t.requests.c.request_id))
+            .where(and_(t.requests.c.model == model, t.requests.c.at >= since, t.requests.c.at <= until - label_delay))
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def metric_windows(store: Store, model: str, version: int, *, since: float, until: float | None = None) -> list[dict[str, Any]]:
+    q = select(t.metric_windows).where(
+        and_(t.metric_windows.c.model == model, t.metric_windows.c.version == version, t.metric_windows.c.end > since)
+    )
+    if until is not None:
+        q = q.where(t.metric_windows.c.start < until)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q.order_by(t.metric_windows.c.end)).all()]

@@ -1,0 +1,6 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so plugins here import as top-level
+
+pytest_plugins = ["postgres_fixture"]
