@@ -46,7 +46,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
-        out = open(self.log, "ab")
+        out = open(self.log, "ab")  # noqa: SIM115 - the server process owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "changeover.cli.main", "serve", "--port", str(self.port)],
             env=self.env, stdout=out, stderr=subprocess.STDOUT,

@@ -158,10 +158,11 @@ def make_router(ctx: ApiContext) -> APIRouter:
         if alias == "champion" and ctx.preflight is not None:
             try:
                 await ctx.preflight(name, record.number)
-            except LoadFailed:
+            except LoadFailed as exc:
+                message, reason = str(exc), exc.reason
                 await anyio.to_thread.run_sync(lambda: store.add_event(
-                    "refused", f"champion of {name} stays: {exc}", model=name, actor=actor,
-                    evidence={"version": record.number, "reason": exc.reason}))
+                    "refused", f"champion of {name} stays: {message}", model=name, actor=actor,
+                    evidence={"version": record.number, "reason": reason}))
                 raise
 
         def write() -> int | None:

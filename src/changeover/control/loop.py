@@ -4,6 +4,7 @@ transaction. It never dies: an error becomes an event and the next tick tries ag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import traceback
@@ -42,10 +43,8 @@ class Controller:
         self._wake.set()
         self._thread.join(timeout=10)
         if self.leading:
-            try:
+            with contextlib.suppress(Exception):
                 lease.release(self.store, LEASE, self.holder)
-            except Exception:
-                pass
 
     def wake(self) -> None:
         """Act now on a change of desired state, not at the next timer tick."""
@@ -58,11 +57,9 @@ class Controller:
                 self.tick()
             except Exception as exc:  # the loop never dies
                 log.error("controller tick failed: %s\n%s", exc, traceback.format_exc())
-                try:
+                with contextlib.suppress(Exception):
                     self.store.add_event("controller_error", f"controller tick failed: {exc}", actor=self.holder,
                                          dedup=None)
-                except Exception:
-                    pass
             self._wake.wait(self.tick_s)
 
     def tick(self) -> None:

@@ -47,7 +47,6 @@ MAX_CATEGORIES = 50
 OTHER = "__other__"
 PREDICTION = "prediction"
 
-Frame = "pd.DataFrame | Mapping[str, NDArray[Any]]"
 Correction = Literal["bonferroni", "fdr"]
 
 
@@ -264,7 +263,8 @@ def _test_column(name: str, profile: dict, values: NDArray[Any], alpha: float) -
 
 
 def _cutoff(p_values: list[float], alpha: float, correction: Correction) -> float:
-    """p-values at or below the returned cutoff are rejected (drifted)."""
+    """p-values at or below the returned cutoff are rejected (drifted): alpha/k for
+    Bonferroni; for Benjamini-Hochberg the largest p_(i) <= i·alpha/k (below all when none)."""
     k = len(p_values)
     if k == 0:
         return alpha
@@ -273,7 +273,7 @@ def _cutoff(p_values: list[float], alpha: float, correction: Correction) -> floa
     if correction == "fdr":  # Benjamini-Hochberg: largest p_(i) <= i·alpha/k
         ordered = sorted(p_values)
         passing = [p for i, p in enumerate(ordered, start=1) if p <= i * alpha / k]
-        return max(passing) if passing else alpha / k
+        return max(passing) if passing else 0.0
     raise ValueError(f"unknown correction {correction!r}; use 'bonferroni' or 'fdr'")
 
 
@@ -299,21 +299,18 @@ def drift_report(
         raws.append(_test_column(PREDICTION, profile[PREDICTION], np.asarray(predictions), alpha))
     p_values = [r.p_value for r in raws if r.p_value is not None and r.distance_drift is None]
     cutoff = _cutoff(p_values, alpha, correction)
-    level = alpha / len(p_values) if correction == "bonferroni" and p_values else alpha
     out = []
     for r in raws:
-        if r.distance_drift is not None:
+        if r.test == "no_data":
+            drifted, threshold = False, math.nan
+        elif r.distance_drift is not None:
             drifted, threshold = r.distance_drift, DISTANCE_THRESHOLD
         else:
             assert r.p_value is not None
-            drifted = r.p_value <= cutoff if correction == "fdr" else r.p_value < level
-            threshold = cutoff if correction == "fdr" else level
-        if r.test == "no_data":
-            threshold = math.nan
+            drifted, threshold = r.p_value <= cutoff, cutoff
+        psi_exceeds = r.psi is not None and r.psi_threshold is not None and r.psi > r.psi_threshold
         out.append(ColumnDrift(
             r.name, r.kind, r.test, r.statistic, r.p_value, threshold, bool(drifted),
-            r.psi, r.psi_threshold, bool(r.psi is not None and r.psi_threshold is not None
-                                         and r.psi > r.psi_threshold),
-            r.n_reference, r.n_current,
+            r.psi, r.psi_threshold, bool(psi_exceeds), r.n_reference, r.n_current,
         ))
     return DriftReport(tuple(out), alpha, correction)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,5 @@ class Notifier:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
-            try:
+            with contextlib.suppress(Exception):  # a listener's failure must not undo a committed write
                 listener(model, generation)
-            except Exception:  # a listener's failure must not undo a committed write
-                pass
