@@ -194,6 +194,14 @@ def status(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+@app.command()
+def demo(keep: Annotated[bool, typer.Option("--keep", help="Keep the server running afterwards")] = False) -> None:
+    """Train two models, start a server, and take a new version along the road under traffic."""
+    from changeover.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep))
+
+
 def main() -> None:
     app()
 

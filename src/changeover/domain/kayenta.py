@@ -107,16 +107,16 @@ def _sigma_u(canary: NDArray[np.float64], baseline: NDArray[np.float64]) -> floa
 
 
 def _order_stats(values: NDArray[np.float64], ranks: list[int]) -> dict[int, float]:
-    """Values at the given 0-based ranks, by nested partitions (one multi-kth partition is
-    several times slower in NumPy)."""
+    """Values at the given 0-based ranks. Partitions `values` in place, nested around each
+    rank (one multi-kth partition is several times slower in NumPy)."""
     if not ranks:
         return {}
     ranks = sorted(set(ranks))
     pivot = ranks[len(ranks) // 2]
-    part = np.partition(values, pivot)
-    out = {pivot: float(part[pivot])}
-    out.update(_order_stats(part[:pivot], [r for r in ranks if r < pivot]))
-    upper = _order_stats(part[pivot + 1 :], [r - pivot - 1 for r in ranks if r > pivot])
+    values.partition(pivot)
+    out = {pivot: float(values[pivot])}
+    out.update(_order_stats(values[:pivot], [r for r in ranks if r < pivot]))
+    upper = _order_stats(values[pivot + 1 :], [r - pivot - 1 for r in ranks if r > pivot])
     out.update({r + pivot + 1: v for r, v in upper.items()})
     return out
 

@@ -129,7 +129,7 @@ def _enter_after(spec: RolloutSpec, status: RolloutStatus, after: Phase, now: fl
             return new, [RunGate(), Emit(EventKind.GATE_STARTED, message)]
         if phase is Phase.SHADOWING and spec.shadow is not None:
             shadow = spec.shadow
-            message = f"shadowing {shadow.sample:.0%} of requests until {_until(spec)}"
+            message = f"shadowing {shadow.sample * 100:g}% of requests until {_until(spec)}"
             new = _moved(status, now, Phase.SHADOWING, message)
             return new, [StartShadow(shadow.sample), Emit(EventKind.SHADOW_STARTED, message)]
         if phase is Phase.PROGRESSING and spec.canary is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scipy.stats import norm
 
@@ -64,6 +65,7 @@ class Interval:
         return self.low <= value <= self.high
 
 
+@lru_cache(maxsize=64)
 def _z(alpha: float) -> float:
     return float(norm.ppf(1.0 - alpha / 2.0))
 

@@ -48,7 +48,7 @@ __all__ = [
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_KEY = re.compile(r"^(header|input):([A-Za-z0-9_.\-]+)$")
+_KEY = re.compile(r"^(header|input):([A-Za-z0-9_.\-]+)$", re.IGNORECASE)
 
 
 class SpecError(ValueError):
@@ -133,9 +133,9 @@ def _key(value: object, what: str) -> object:
     if match is None:
         raise PydanticCustomError("key", "{what} must be header:NAME or input:NAME, not {value}",
                                   {"what": what, "value": repr(value)})
-    source, name = match.groups()
+    source, name = match.group(1).lower(), match.group(2)
     # Header names are case-insensitive, and ASGI hands them over lower-cased.
-    return f"{source}:{name.lower()}" if source == "header" else value
+    return f"{source}:{name.lower() if source == 'header' else name}"
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]

@@ -126,13 +126,19 @@ def weighted_auc(scores: np.ndarray, positive: np.ndarray, w: np.ndarray) -> np.
     """ROC AUC per resample: P(score+ > score-) + P(tie) / 2, weighting each row by w."""
     order = np.argsort(scores, kind="stable")
     s = scores[order]
-    starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
     pos = positive[order]
     ws = w[:, order]
-    gp = np.add.reduceat(np.where(pos, ws, 0.0), starts, axis=1)
-    gn = np.add.reduceat(np.where(pos, 0.0, ws), starts, axis=1)
+    distinct = np.concatenate([[True], s[1:] != s[:-1]])
+    if distinct.all():  # no ties: each group is one row, positive or negative
+        neg_w = ws * ~pos
+        below = np.cumsum(neg_w, axis=1)  # at a positive row: negatives strictly below it
+        num = np.einsum("ij,ij->i", below[:, pos], ws[:, pos])
+        return _ratio(num, ws[:, pos].sum(axis=1) * neg_w.sum(axis=1), np.nan)
+    starts = np.flatnonzero(distinct)
+    gp = np.add.reduceat(ws * pos, starts, axis=1)
+    gn = np.add.reduceat(ws * ~pos, starts, axis=1)
     below = np.cumsum(gn, axis=1) - gn
-    num = (gp * (below + 0.5 * gn)).sum(axis=1)
+    num = np.einsum("ij,ij->i", gp, below + 0.5 * gn)
     return _ratio(num, gp.sum(axis=1) * gn.sum(axis=1), np.nan)
 
 

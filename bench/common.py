@@ -1,0 +1,60 @@
+"""Shared pieces of the benchmark scripts: servers on loopback, models, the load generator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from serverproc import TOKEN, ServerProcess, free_port  # noqa: E402
+
+__all__ = ["TOKEN", "ServerProcess", "free_port", "load", "wait_ready", "start_process", "body_file"]
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def start_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def body_file(body: dict, folder: Path) -> Path:
+    path = folder / f"body-{abs(hash(json.dumps(body, sort_keys=True)))}.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+def load(url: str, body: Path, *, seconds: float, concurrency: int, rate: float | None = None,
+         headers: list[str] | None = None) -> dict:
+    """Run the load generator in a separate process and return its figures."""
+    cmd = [sys.executable, str(HERE / "loadgen.py"), url, str(body), "--seconds", str(seconds),
+           "--concurrency", str(concurrency)]
+    if rate:
+        cmd += ["--rate", str(rate)]
+    for h in headers or []:
+        cmd += ["--header", h]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def tmpdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="changeover-bench-"))

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from changeover.domain.kayenta import (
+    Classification,
+    classify,
+    hodges_lehmann,
+    mean_ratio,
+    remove_outliers,
+)
+
+
+def test_remove_outliers_uses_iqr_factor_three() -> None:
+    # finite values 1..20, 45, 80 (n = 22): Q1 at position 0.25·21 = 5.25 -> 6.25,
+    # Q3 at 15.75 -> 16.75, IQR = 10.5; factor 3 keeps [−25.25, 48.25], factor 1.5 [−9.5, 32.5]
+    values = np.array([*range(1, 21), 45.0, 80.0, np.nan, np.inf])
+    kept = remove_outliers(values)
+    assert 45.0 in kept and 80.0 not in kept and kept.size == 21
+    assert np.all(np.isfinite(kept))
+    assert 45.0 not in remove_outliers(values, factor=1.5)
+
+
+def test_remove_outliers_of_nothing() -> None:
+    assert remove_outliers([np.nan]).size == 0
+
+
+def test_hodges_lehmann_interval_by_hand() -> None:
+    # n = m = 10 without ties: σ_U = sqrt(10·10·21/12) = 13.228757; z_{0.99} = 2.326348
+    # k = ⌊50 − 2.326348·13.228757⌋ = ⌊19.226⌋ = 19, so the 98% interval is [D_(19), D_(82)]
+    rng = np.random.default_rng(1)
+    canary, baseline = rng.normal(1.0, 1.0, 10), rng.normal(0.0, 1.0, 10)
+    diffs = np.sort(np.subtract.outer(canary, baseline).ravel())
+    got = hodges_lehmann(canary, baseline, 0.98)
+    assert got.exact and got.pairs == 100
+    assert got.estimate == pytest.approx(np.median(diffs))
+    assert got.low == diffs[18] and got.high == diffs[81]
+
+
+def test_hodges_lehmann_with_ties_stays_ordered() -> None:
+    canary = np.repeat([1.0, 2.0, 3.0], 30)
+    baseline = np.repeat([1.0, 2.0], 40)
+    got = hodges_lehmann(canary, baseline)
+    assert got.low <= got.estimate <= got.high
+
+
+def test_hodges_lehmann_too_small_is_unbounded() -> None:
+    got = hodges_lehmann([1.0, 2.0], [0.0], 0.98)
+    assert got.low == -math.inf and got.high == math.inf
+
+
+def test_subsampled_pairs_approximate_the_exact_interval() -> None:
+    rng = np.random.default_rng(2)
+    canary, baseline = rng.lognormal(0.1, 0.5, 1500), rng.lognormal(0.0, 0.5, 1500)
+    exact = hodges_lehmann(canary, baseline, max_pairs=10**7)
+    approx = hodges_lehmann(canary, baseline)
+    assert exact.exact and not approx.exact
+    width = exact.high - exact.low
+    for a, b in [(approx.estimate, exact.estimate), (approx.low, exact.low),
+                 (approx.high, exact.high)]:
+        assert abs(a - b) < 0.1 * width
+    assert hodges_lehmann(canary, baseline) == approx  # seeded: deterministic
+
+
+def test_hodges_lehmann_covers_the_true_shift() -> None:
+    rng = np.random.default_rng(3)
+    sims, covered = 300, 0
+    for _ in range(sims):
+        got = hodges_lehmann(rng.exponential(1.0, 60) + 0.5, rng.exponential(1.0, 60), 0.98)
+        covered += got.low <= 0.5 <= got.high
+    assert covered / sims >= 0.95
+
+
+def _lognormal(rng: np.random.Generator, scale: float, n: int = 400) -> np.ndarray:
+    return scale * rng.lognormal(np.log(100.0), 0.5, n)
+
+
+@pytest.mark.parametrize(
+    ("scale", "direction", "expected"),
+    [
+        (1.0, "either", Classification.PASS),
+        (1.6, "either", Classification.HIGH),
+        (0.6, "either", Classification.LOW),
+        (1.6, "increase", Classification.HIGH),
+        (0.6, "increase", Classification.PASS),
+        (1.6, "decrease", Classification.PASS),
+    ],
+)
+def test_classify_table(scale: float, direction: str, expected: Classification) -> None:
+    rng = np.random.default_rng(4)
+    got = classify(_lognormal(rng, 1.0), _lognormal(rng, scale), direction=direction)  # type: ignore[arg-type]
+    assert got.classification is expected, got.reason
+
+
+def test_classify_needs_fifty_points() -> None:
+    rng = np.random.default_rng(5)
+    got = classify(_lognormal(rng, 1.0, 49), _lognormal(rng, 2.0, 400))
+    assert got.classification is Classification.INCONCLUSIVE
+    assert "49" in got.reason
+
+
+def test_classify_allowed_shift_is_a_tolerance() -> None:
+    rng = np.random.default_rng(6)
+    baseline, canary = _lognormal(rng, 1.0, 2000), _lognormal(rng, 1.1, 2000)
+    assert classify(baseline, canary).classification is Classification.HIGH
+    tolerant = classify(baseline, canary, allowed_shift=30.0)  # about 30% of the median
+    assert tolerant.classification is Classification.PASS
+
+
+def test_effect_size_threshold_gates_high() -> None:
+    rng = np.random.default_rng(7)
+    baseline, canary = _lognormal(rng, 1.0), _lognormal(rng, 1.6)
+    assert classify(baseline, canary, effect_size=(1.0, 2.0)).classification is (
+        Classification.PASS
+    )
+
+
+def test_identical_and_constant_data() -> None:
+    same = np.arange(60.0)
+    assert classify(same, same[::-1]).classification is Classification.PASS
+    assert classify(np.ones(60), np.ones(60)).classification is Classification.PASS
+    # Kayenta adds noise to constant arms; the exact interval needs none.
+    got = classify(np.ones(60), np.full(60, 2.0))
+    assert got.classification is Classification.HIGH
+    assert got.shift is not None and got.shift.low == got.shift.high == 1.0
+
+
+def test_silent_baseline_and_erring_canary_is_high() -> None:
+    # kayenta issue 377: Kayenta's mean ratio is 1.0 when the baseline mean is 0
+    rng = np.random.default_rng(8)
+    baseline = np.zeros(100)
+    canary = rng.binomial(1, 0.6, 100).astype(float)
+    got = classify(baseline, canary)
+    assert got.mean_ratio == math.inf
+    assert got.classification is Classification.HIGH
+
+
+@pytest.mark.parametrize(
+    ("canary", "baseline", "expected"),
+    [([2.0], [1.0], 2.0), ([0.0], [0.0], 1.0), ([1.0], [0.0], math.inf), ([-1.0], [0.0], -math.inf)],
+)
+def test_mean_ratio(canary: list[float], baseline: list[float], expected: float) -> None:
+    assert mean_ratio(canary, baseline) == expected
