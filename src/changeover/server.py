@@ -13,7 +13,12 @@ from fastapi import FastAPI
 
 from changeover.api.app import ApiContext, install_error_handlers, make_router
 from changeover.api.auth import ensure_token
+from changeover.api.evaluation_routes import make_evaluation_router
+from changeover.api.jobs import JobRunner
+from changeover.api.rollout_routes import make_rollout_router
 from changeover.control.loop import Controller
+from changeover.control.rollouts import RolloutReconciler
+from changeover.evaluation.jobs import gate_job
 from changeover.gateway.app import Gateway
 from changeover.registry.artifacts import ArtifactStore
 from changeover.registry.service import Registry
@@ -39,6 +44,16 @@ class Server:
         self.registry = Registry(self.store, ArtifactStore(settings.artifacts_dir))
         self.gateway = Gateway(self.store, self.registry, settings)
         self.controller = Controller(self.store, tick_s=settings.controller_tick_s)
+        self.jobs = JobRunner()
+        self.controller.rollouts = RolloutReconciler(self.store, holder=self.controller.holder,
+                                                     run_gate=self.submit_gate)
+
+    def submit_gate(self, model: str, candidate: str, champion: str, data: str, task: str, target: str,
+                    require: dict[str, Any], ks: list[int], query_column: str | None, rollout_id: int) -> Any:
+        """A rollout's gate, in a worker process (the controller polls the future)."""
+        return self.jobs.submit(gate_job, self.store.url, str(self.registry.artifacts.root), model, candidate,
+                                champion, data, task, target, require, ks, query_column, False,
+                                self.controller.holder, rollout_id)
 
     async def preflight(self, model: str, version: int) -> None:
         """Load and warm a version before any alias sends traffic to it."""
@@ -65,6 +80,7 @@ class Server:
                 yield
             finally:
                 self.controller.stop()
+                self.jobs.close()
                 await self.gateway.stop()
                 self.store.close()
 
@@ -72,8 +88,10 @@ class Server:
                       description="Model updates without hurting production: management API. "
                       "Inference speaks the Open Inference Protocol v2 under /v2.")
         ctx = ApiContext(self.store, self.registry, self.token, wake=self.controller.wake,
-                         preflight=self.preflight, status_extra=self.status_extra)
+                         preflight=self.preflight, status_extra=self.status_extra, jobs=self.jobs)
         app.include_router(make_router(ctx))
+        app.include_router(make_evaluation_router(ctx))
+        app.include_router(make_rollout_router(ctx))
         install_error_handlers(app)
         for route in self.gateway.routes():
             app.router.routes.append(route)

@@ -7,6 +7,7 @@ import pytest
 
 from changeover.domain.kayenta import (
     Classification,
+    Direction,
     classify,
     hodges_lehmann,
     mean_ratio,
@@ -89,9 +90,10 @@ def _lognormal(rng: np.random.Generator, scale: float, n: int = 400) -> np.ndarr
         (1.6, "decrease", Classification.PASS),
     ],
 )
-def test_classify_table(scale: float, direction: str, expected: Classification) -> None:
+def test_classify_table(scale: float, direction: Direction, expected: Classification) -> None:
     rng = np.random.default_rng(4)
-    got = classify(_lognormal(rng, 1.0), _lognormal(rng, scale), direction=direction)  # type: ignore[arg-type]
+    baseline, canary = _lognormal(rng, 1.0), _lognormal(rng, scale)
+    got = classify(baseline, canary, direction=direction)
     assert got.classification is expected, got.reason
 
 
@@ -140,7 +142,12 @@ def test_silent_baseline_and_erring_canary_is_high() -> None:
 
 @pytest.mark.parametrize(
     ("canary", "baseline", "expected"),
-    [([2.0], [1.0], 2.0), ([0.0], [0.0], 1.0), ([1.0], [0.0], math.inf), ([-1.0], [0.0], -math.inf)],
+    [
+        ([2.0], [1.0], 2.0),
+        ([0.0], [0.0], 1.0),
+        ([1.0], [0.0], math.inf),
+        ([-1.0], [0.0], -math.inf),
+    ],
 )
 def test_mean_ratio(canary: list[float], baseline: list[float], expected: float) -> None:
     assert mean_ratio(canary, baseline) == expected

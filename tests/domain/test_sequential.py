@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -94,8 +95,10 @@ def test_constant_arms_give_the_exact_difference() -> None:
         {"tau": -1.0},
     ],
 )
-def test_rejects_bad_input(kwargs: dict) -> None:
-    args = {"mean_t": 0.0, "var_t": 1.0, "n_t": 10, "mean_c": 0.0, "var_c": 1.0, "n_c": 10}
+def test_rejects_bad_input(kwargs: dict[str, Any]) -> None:
+    args: dict[str, Any] = {
+        "mean_t": 0.0, "var_t": 1.0, "n_t": 10, "mean_c": 0.0, "var_c": 1.0, "n_c": 10
+    }
     args.update(kwargs)
     with pytest.raises(ValueError):
         msprt_interval(**args)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+
 from modelfiles import python_model
 from serverproc import running_server
 

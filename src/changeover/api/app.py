@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from changeover.api.auth import AuthError, check_bearer
+from changeover.api.jobs import JobRunner
 from changeover.errors import ChangeoverError, InvalidRequest, LoadFailed
 from changeover.gateway.http import error_response
 from changeover.registry.service import Registry
@@ -33,7 +34,9 @@ class ApiContext:
     """What the endpoints need, handed over by the server."""
 
     def __init__(self, store: Store, registry: Registry, token: str, *, wake: Callable[[], None] = lambda: None,
-                 preflight: Preflight | None = None, status_extra: Callable[[], dict[str, Any]] | None = None) -> None:
+                 preflight: Preflight | None = None, status_extra: Callable[[], dict[str, Any]] | None = None,
+                 jobs: JobRunner | None = None) -> None:
+        self.jobs = jobs or JobRunner()
         self.store = store
         self.registry = registry
         self.token = token
@@ -46,11 +49,15 @@ def actor_of(request: Request) -> str:
     return request.headers.get("x-changeover-actor", "api")[:200]
 
 
-def make_router(ctx: ApiContext) -> APIRouter:
+def make_authorize(ctx: ApiContext) -> Any:
     def authorize(request: Request) -> None:
         check_bearer(request.headers.get("authorization"), ctx.token)
 
-    router = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
+    return Depends(authorize)
+
+
+def make_router(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(prefix="/api", dependencies=[make_authorize(ctx)])
     store, registry = ctx.store, ctx.registry
 
     @router.get("/status", summary="Every model: champion, traffic policy, rollout")

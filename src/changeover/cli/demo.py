@@ -6,6 +6,7 @@ server on loopback, pushes both versions and walks the road while traffic flows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -28,6 +29,33 @@ from changeover.cli.client import Client
 
 console = Console()
 
+NEW_CLINIC_RADIUS = 30.0  # larger than any tumour in the data set: the holdout never has it
+
+BAD_PREDICTOR = '''
+import numpy as np
+import skops.io as sio
+
+
+class Model:
+    """v3: better on paper, but it was never tested on radius > 28.5 and raises there."""
+
+    def load(self, folder):
+        self.model = sio.load(folder + "/inner.skops")
+
+    def predict(self, inputs):
+        x = inputs["input"]
+        if (x[:, 0] > 28.5).any():
+            raise ValueError("radius out of the training range")
+        proba = self.model.predict_proba(x)
+        return {"label": self.model.classes_[proba.argmax(axis=1)], "probabilities": proba}
+'''
+
+BAD_MANIFEST = """runtime: python
+predictor: predictor:Model
+inputs: [{name: input, datatype: FP64, shape: [-1, 30]}]
+outputs: [{name: label, datatype: INT64, shape: [-1]}, {name: probabilities, datatype: FP64, shape: [-1, 2]}]
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -43,6 +71,9 @@ class Traffic:
     rows: np.ndarray
     clients: int = 4
     model: str = "cancer"
+    slice_share: float = 0.0  # share of requests from a "new clinic" the holdout never saw
+    labels: np.ndarray | None = None
+    feedback: bool = False
     codes: Counter[int] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
     request_ids: list[tuple[str, int, str]] = field(default_factory=list)  # (request id, row, version)
@@ -67,13 +98,20 @@ class Traffic:
         with httpx.Client(base_url=self.url, timeout=30) as http:
             while not self._stop.is_set():
                 i = int(rng.integers(len(self.rows)))
+                row = self.rows[i].copy()
+                clinic = "north"
+                if self.slice_share and rng.random() < self.slice_share:
+                    row[0] = NEW_CLINIC_RADIUS
+                    clinic = "new"
                 body = {"inputs": [{"name": "input", "shape": [1, self.rows.shape[1]], "datatype": "FP64",
-                                    "data": self.rows[i].tolist()}]}
+                                    "data": row.tolist()}]}
                 try:
                     r = http.post(f"/v2/models/{self.model}/infer", json=body,
-                                  headers={"x-changeover-key": f"user-{rng.integers(10_000)}"})
+                                  headers={"x-changeover-key": f"user-{rng.integers(10_000)}", "x-clinic": clinic})
                     code, version = r.status_code, r.headers.get("x-changeover-version", "-")
                     rid = r.headers.get("x-request-id", "")
+                    if self.feedback and code == 200 and self.labels is not None:
+                        http.post("/v1/feedback", json={"request_id": rid, "label": int(self.labels[i])})
                 except httpx.HTTPError:
                     code, version, rid = 0, "-", ""
                 with self._lock:
@@ -81,7 +119,6 @@ class Traffic:
                     self.versions[version] += 1
                     if code == 200:
                         self.request_ids.append((rid, i, version))
-                time.sleep(0.002)
 
     @property
     def total(self) -> int:
@@ -92,7 +129,7 @@ class Traffic:
         return sum(n for code, n in self.codes.items() if code != 200)
 
 
-def train_models(folder: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+def train_models(folder: Path) -> tuple[Path, Path, Path, np.ndarray, np.ndarray]:
     import skops.io as sio
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
@@ -107,7 +144,19 @@ def train_models(folder: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     p1, p2 = folder / "cancer-v1.skops", folder / "cancer-v2.skops"
     sio.dump(v1, p1)
     sio.dump(v2, p2)
-    return p1, p2, x_test, y_test
+    v3 = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=1000)).fit(x_train, y_train)
+    p3 = folder / "cancer-v3"
+    p3.mkdir()
+    sio.dump(v3, p3 / "inner.skops")
+    (p3 / "predictor.py").write_text(BAD_PREDICTOR)
+    (p3 / "model.yaml").write_text(BAD_MANIFEST)
+    holdout = folder / "holdout.csv"
+    import pandas as pd
+
+    frame = pd.DataFrame(x_test, columns=[f"f{i}" for i in range(x_test.shape[1])])
+    frame["label"] = y_test
+    frame.to_csv(holdout, index=False)
+    return p1, p2, p3, x_test, y_test
 
 
 def start_server(home: Path, port: int) -> subprocess.Popen[bytes]:
@@ -146,59 +195,184 @@ def step(title: str) -> None:
     console.rule(f"[bold]{title}")
 
 
+GOOD_SPEC = """
+model: cancer
+candidate: "2"
+gate:
+  data: {holdout}
+  task: classification
+  target: label
+  require:
+    accuracy: {{not_worse_than: champion, margin: 0.03}}
+    latency_p99_ms: {{max: 100}}
+shadow:
+  sample: 1.0
+  segment: header:x-clinic
+  until: {{requests: 200, or_after: 30s}}
+  require: {{agreement: {{min: 0.8}}, candidate_error_rate: {{max: 0.01}}}}
+canary:
+  sticky_key: header:x-changeover-key
+  steps: [10, 50]
+  bake: 8s
+  max_extensions: 4
+  judge:
+    error_rate: {{max_increase: 0.01}}
+    latency_p99_ms: {{max_ratio: 5.0}}
+    min_requests: 50
+promote: auto
+watch: 5s
+"""
+
+BAD_SPEC = """
+model: cancer
+candidate: "3"
+gate:
+  data: {holdout}
+  task: classification
+  target: label
+  require:
+    accuracy: {{not_worse_than: champion, margin: 0.03}}
+canary:
+  steps: [20, 50]
+  bake: 8s
+  max_extensions: 4
+  judge:
+    error_rate: {{max_increase: 0.01}}
+    latency_p99_ms: {{max_ratio: 5.0}}
+    min_requests: 50
+promote: auto
+watch: 5s
+"""
+
+
+def follow_rollout(client: Client, rid: int, timeout: float = 150.0) -> dict[str, Any]:
+    from changeover.cli.rollout import follow
+
+    return follow(client, rid, timeout)
+
+
 def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
+    from changeover.cli.evaluation import print_shadow, print_verdict
+
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="changeover-demo-"))
     home = home or work / "home"
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    summary: dict[str, Any] = {}
     proc = None
+    failures: list[str] = []
     try:
-        step("1. Train two models on scikit-learn's breast cancer data")
-        p1, p2, x_test, y_test = train_models(work)
-        console.print(f"v1: {p1.name}   v2: {p2.name}   held-out rows: {len(x_test)}")
+        step("1. Train three models on scikit-learn's breast cancer data")
+        p1, p2, p3, x_test, y_test = train_models(work)
+        console.print(f"v1: {p1.name}   v2: {p2.name}   v3: {p3.name} (python runtime)   held-out rows: {len(x_test)}")
 
         step("2. Start the server (SQLite store, models in-process)")
         proc = start_server(home, port)
         token = (home / "token").read_text().strip()
         client = Client(url=url, token=token)
         console.print(f"server on {url}  (home {home})")
+        console.print(f"[bold]dashboard: {url}/[/bold]  (token in {home / 'token'})")
 
-        step("3. Push both versions and make v1 champion")
-        for path in (p1, p2):
+        step("3. Push the versions and make v1 champion")
+        for path in (p1, p2, p3):
             r = client.push(path, name="cancer", labels={"data": "breast_cancer"}, runtime=None, trust=False)
             console.print(f"pushed cancer v{r['version']}  sha256 {r['sha256'][:12]}  runtime {r['runtime']}")
         client.request("PUT", "/api/models/cancer/aliases/champion", json={"version": 1, "reason": "first release"})
         wait_for_version(url, "cancer", 1, x_test)
 
-        step("4. Move champion v1 → v2 → v1 while traffic flows")
-        traffic = Traffic(url, x_test).start()
-        time.sleep(2)
+        traffic = Traffic(url, x_test, clients=4, labels=y_test, feedback=True).start()
+        time.sleep(3)
+
+        step("4. Swap champion v1 → v2 → v1 under traffic: no failed request")
+        before = traffic.failed
         for version in (2, 1):
             client.request("PUT", "/api/models/cancer/aliases/champion", json={"version": version, "reason": "demo swap"})
             wait_for_version(url, "cancer", version, x_test)
             console.print(f"champion is now v{version}  ({traffic.total} requests so far, {traffic.failed} failed)")
-            time.sleep(2)
+            time.sleep(1.5)
+        swap = {"requests": traffic.total, "errors": traffic.failed - before, "served": dict(traffic.versions)}
+
+        step("5. Compatibility and offline gate: v2 against v1")
+        compat = client.request("POST", "/api/models/cancer/versions/2/compat", params={"against": "champion"})
+        console.print(f"compat: {compat['verdict']} — {len(compat['changes'])} signature changes, "
+                      f"{compat['replay']['requests']} recorded requests replayed, {compat['replay']['errors']} errors")
+        policy = "require:\n  accuracy: {not_worse_than: champion, margin: 0.03}\n  latency_p99_ms: {max: 100}\n"
+        holdout = work / "holdout.csv"
+        gate = client.request("POST", "/api/models/cancer/versions/2/validate", content=holdout.read_bytes(),
+                              params={"task": "classification", "target": "label", "filename": holdout.name,
+                                      "policy": policy, "report": True})
+        print_verdict(gate["result"])
+        report = work / "gate-report.html"
+        report.write_text(gate["html"])
+        console.print(f"gate report: {report}")
+
+        step("6. Shadow v2: a copy of live traffic, compared request by request, with labels arriving late")
+        client.request("POST", "/api/models/cancer/shadows", json={
+            "version": "2", "sample": 1.0, "segment": "header:x-clinic",
+            "require": {"agreement": {"min": 0.8}, "candidate_error_rate": {"max": 0.01}}})
+        traffic.slice_share = 0.1
+        time.sleep(6)
+        client.request("DELETE", "/api/models/cancer/shadows")
+        shadow = client.get("/api/models/cancer/shadows/report", version="2")
+        print_shadow(shadow)
+        figures = shadow["figures"]
+        slowest = figures.get("slowest_segment")
+        if slowest:
+            console.print(f"slowest segment: {slowest}")
+
+        step("7. Rollout of v2: gate → shadow → canary 10% → 50% → promotion → watch")
+        spec_file = work / "good.yaml"
+        spec_file.write_text(GOOD_SPEC.format(holdout=holdout))
+        from changeover.cli.rollout import load_spec_file
+
+        created = client.request("POST", "/api/rollouts", json={"spec": load_spec_file(spec_file)})
+        good = follow_rollout(client, created["id"])
+        console.print(f"rollout {good['id']}: [bold]{good['status']['phase']}[/bold] — {good['status'].get('message')}")
+        if good["status"]["phase"] != "promoted":
+            failures.append(f"the good candidate ended {good['status']['phase']}")
+            if good["status"]["phase"] not in ("rolled_back", "aborted", "failed"):
+                client.request("POST", "/api/models/cancer/rollout/abort")
+                time.sleep(2)
+
+        step("8. Rollout of v3: passes the offline gate, but errs on a clinic the holdout lacks")
+        traffic.slice_share = 0.15
+        spec_file = work / "bad.yaml"
+        spec_file.write_text(BAD_SPEC.format(holdout=holdout))
+        created = client.request("POST", "/api/rollouts", json={"spec": load_spec_file(spec_file)})
+        bad = follow_rollout(client, created["id"])
+        console.print(f"rollout {bad['id']}: [bold]{bad['status']['phase']}[/bold] — {bad['status'].get('message')}")
+        if bad["status"]["phase"] != "rolled_back":
+            failures.append(f"the bad candidate ended {bad['status']['phase']}")
+        time.sleep(1)
         traffic.stop()
-        summary["swap"] = {"requests": traffic.total, "errors": traffic.failed, "served": dict(traffic.versions)}
 
         step("Summary")
         table = Table("what", "figure")
-        table.add_row("requests during the swaps", str(traffic.total))
-        table.add_row("failed requests", f"[{'green' if traffic.failed == 0 else 'red'}]{traffic.failed}")
+        table.add_row("requests during the swaps", f"{swap['requests']} ({swap['errors']} failed)")
+        table.add_row("offline gate v2 vs v1", gate["result"]["verdict"])
+        table.add_row("shadow agreement", f"{(figures.get('overall') or {}).get('agreement') or 0:.1%}")
+        online = figures.get("online") or {}
+        if online.get("metric"):
+            table.add_row(f"online {online['metric']} v1 / v2 (same {online['labelled']} requests)",
+                          f"{online['champion']:.3f} / {online['shadow']:.3f}")
+        table.add_row("rollout of v2", good["status"]["phase"])
+        table.add_row("rollout of v3", bad["status"]["phase"])
+        table.add_row("champion now", f"v{client.get('/api/models/cancer')['aliases'].get('champion')}")
+        table.add_row("requests in all", f"{traffic.total} ({traffic.failed} failed, most from v3's canary slice)")
         table.add_row("served by", ", ".join(f"v{v}: {n}" for v, n in sorted(traffic.versions.items())))
-        table.add_row("audit events", str(len(client.get("/api/events", limit=1000))))
+        table.add_row("audit events", str(len(client.get("/api/events", limit=10000))))
         table.add_row("elapsed", f"{time.monotonic() - started:.0f} s")
         console.print(table)
+        for f in failures:
+            console.print(f"[red]✗ {f}[/red]")
+        if swap["errors"]:
+            failures.append("requests failed during the swaps")
         if keep:
-            console.print(f"[bold]server kept running on {url}[/bold] (token in {home / 'token'}); Ctrl-C to stop")
-            try:
+            console.print(f"[bold]server kept running: dashboard {url}/[/bold] (token in {home / 'token'}); Ctrl-C to stop")
+            with contextlib.suppress(KeyboardInterrupt):
                 proc.wait()
-            except KeyboardInterrupt:
-                pass
-        return 0 if traffic.failed == 0 else 1
+        return 0 if not failures else 1
     finally:
         if proc is not None and proc.poll() is None:
             proc.terminate()

@@ -2,50 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from changeover.cli.client import ApiError, Client
+from changeover.cli.client import ApiError
+from changeover.cli.common import JsonOpt, client, console, err, fail, print_json, split_ref, when
+from changeover.cli.evaluation import compat, shadow_app, validate
+from changeover.cli.rollout import apply, rollback, rollout_app
 
 app = typer.Typer(no_args_is_help=True, help="Take a new model version to 100% of traffic, one judged step at a time.")
 models_app = typer.Typer(no_args_is_help=True, help="The registry: push, list and show versions.")
 alias_app = typer.Typer(no_args_is_help=True, help="Move aliases (champion, candidate, previous).")
 app.add_typer(models_app, name="models")
 app.add_typer(alias_app, name="alias")
-
-console = Console()
-err = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-
-
-def client() -> Client:
-    return Client()
-
-
-def fail(exc: ApiError) -> None:
-    err.print(f"[red]error[/red]: {exc}")
-    raise typer.Exit(2 if 400 <= exc.status < 500 else 1)
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
-
-
-def split_ref(ref: str) -> tuple[str, str | None]:
-    name, _, version = ref.partition("@")
-    return name, version or None
+app.add_typer(shadow_app, name="shadow")
+app.add_typer(rollout_app, name="rollout")
+app.command()(compat)
+app.command()(validate)
+app.command()(apply)
+app.command()(rollback)
 
 
 @app.command()

@@ -7,13 +7,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
 
 from changeover.control import lease
+from changeover.control.shadow_analysis import shadow_verdict
 from changeover.domain.champion import policy_for_aliases
 from changeover.domain.policy import TrafficPolicy
+from changeover.store import shadows as shadow_store
 from changeover.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -78,16 +81,35 @@ class Controller:
     def reconcile(self, model: str) -> None:
         if self.rollouts is not None and self.rollouts.reconcile(model):  # type: ignore[attr-defined]
             return  # an active rollout owns this model's traffic
+        self.finish_shadows(model)
         published = None
         with self.store.tx() as conn:
             current = self.store.policy(model, conn)
             aliases = self.store.aliases(model)
-            wanted = policy_for_aliases(model, current, aliases)
+            wanted = policy_for_aliases(model, current, aliases, shadow_store.policy_shadows(self.store, model))
             if wanted is not None:
+                shadows = ", ".join(f"v{s.version} at {s.sample:g}" for s in wanted.shadows)
                 published = self.store.write_policy(
                     wanted, conn=conn, event_kind="policy", actor=self.holder,
                     message=f"{model}: all traffic to champion v{wanted.champion}"
-                    + (f", v{wanted.warm[0]} kept warm" if wanted.warm else ""),
+                    + (f", v{wanted.warm[0]} kept warm" if wanted.warm else "")
+                    + (f", shadows {shadows}" if shadows else ""),
                 )
         if published is not None:
             self.store.after_commit_publish(published)
+
+    def finish_shadows(self, model: str) -> None:
+        """Stop manual shadows that reached their request count or duration, with their verdict."""
+        now = time.time()
+        for shadow in shadow_store.shadows(self.store, model, active_only=True):
+            if shadow.get("owner") is not None:
+                continue  # a rollout's shadow: the rollout ends it
+            version, started = shadow["version"], shadow["started_at"]
+            until_s, until_n = shadow.get("until_s"), shadow.get("until_requests")
+            done = (until_s and now >= started + until_s) or (
+                until_n and shadow_store.pair_count(self.store, model, version, started) >= until_n)
+            if not done:
+                continue
+            verdict = shadow_verdict(self.store, model, version, started, shadow.get("require") or {})
+            shadow_store.stop_shadow(self.store, model, version, actor=self.holder, reason="limit reached",
+                                     verdict=verdict)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2, chi2_contingency, ks_2samp, norm, wasserstein_distance
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISTANCE_THRESHOLD",
+    "PREDICTION",
     "SMALL_REFERENCE",
     "ColumnDrift",
     "DriftReport",
@@ -85,7 +86,9 @@ def _profile_column(values: NDArray[Any], max_sample: int, rng: np.random.Genera
     if _is_numeric(values):
         x = _numeric(values)
         sample = x if x.size <= max_sample else rng.choice(x, max_sample, replace=False)
-        edges = np.unique(np.quantile(x, np.linspace(0, 1, BINS + 1)[1:-1])) if x.size else []
+        edges: NDArray[np.float64] = (
+            np.unique(np.quantile(x, np.linspace(0, 1, BINS + 1)[1:-1])) if x.size else np.empty(0)
+        )
         counts = np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(edges) + 1)
         return {
             "kind": "numeric",
@@ -173,7 +176,7 @@ class DriftReport:
         }
 
 
-def psi(reference_counts: NDArray[Any], current_counts: NDArray[Any]) -> float:
+def psi(reference_counts: ArrayLike, current_counts: ArrayLike) -> float:
     """Population stability index over matching bins, with +0.5 per bin."""
     ref = np.asarray(reference_counts, dtype=np.float64) + 0.5
     cur = np.asarray(current_counts, dtype=np.float64) + 0.5

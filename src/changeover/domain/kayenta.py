@@ -10,7 +10,8 @@ The shift interval is the distribution-free one (Hollander & Wolfe; what R's `wi
 approximates): with D_(1) ≤ … ≤ D_(nm) the sorted pairwise differences canary_i − baseline_j,
 the interval is [D_(k), D_(nm+1−k)] with k = ⌊nm/2 − z_{(1−c)/2}·σ_U⌋, σ_U the tie-corrected
 standard deviation of U. When n·m exceeds `max_pairs`, the order statistics are read as
-quantiles of a uniform random sample of pairs (seeded, so a call is deterministic).
+quantiles of a random sample of about `max_pairs` pairs, drawn as whole diagonals of the
+n×m table (seeded, so a call is deterministic).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -30,6 +32,7 @@ __all__ = [
     "OUTLIER_FACTOR",
     "TOLERANCE",
     "Classification",
+    "Direction",
     "MetricResult",
     "ShiftInterval",
     "classify",
@@ -43,7 +46,7 @@ CONFIDENCE = 0.98
 OUTLIER_FACTOR = 3.0
 MIN_POINTS = 50
 TOLERANCE = 0.25
-MAX_PAIRS = 200_000
+MAX_PAIRS = 250_000  # exact up to 500 × 500
 
 Direction = Literal["increase", "decrease", "either"]
 
@@ -98,6 +101,11 @@ def clean(values: ArrayLike | None) -> NDArray[np.float64]:
     return x[np.isfinite(x)]
 
 
+@lru_cache(maxsize=16)
+def _z(confidence: float) -> float:
+    return float(norm.ppf(0.5 + confidence / 2.0))
+
+
 def _sigma_u(canary: NDArray[np.float64], baseline: NDArray[np.float64]) -> float:
     n, m = canary.size, baseline.size
     total = n + m
@@ -137,14 +145,21 @@ def hodges_lehmann(
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     nm = n * m
-    z = float(norm.ppf(0.5 + confidence / 2.0))
+    z = _z(confidence)
     k = math.floor(nm / 2.0 - z * _sigma_u(x, y))  # 1-based rank of the lower bound
     exact = nm <= max_pairs
     if exact:
         diffs = (x[:, None] - y[None, :]).ravel()
     else:
-        rng = np.random.default_rng(seed)
-        diffs = x[rng.integers(0, n, max_pairs)] - y[rng.integers(0, m, max_pairs)]
+        # Whole "diagonals" {(i, (i + s) mod m)}: each pair is drawn with the same probability
+        # (as in a uniform sample without replacement), every canary point is used equally
+        # often, and only the offsets s need random numbers.
+        offsets = np.random.default_rng(seed).choice(m, size=max(1, max_pairs // n), replace=False)
+        cyclic = np.resize(y, n + m - 1)  # cyclic[s + i] = y[(s + i) mod m]
+        table = np.empty((offsets.size, n))
+        for row, s in enumerate(offsets):  # contiguous slices: faster than a fancy gather
+            np.subtract(x, cyclic[s : s + n], out=table[row])
+        diffs = table.ravel()
     size = diffs.size
 
     def at(rank: int) -> int:  # 0-based rank among all n·m pairs -> rank in `diffs`
@@ -163,7 +178,8 @@ def hodges_lehmann(
 def mean_ratio(canary: ArrayLike, baseline: ArrayLike) -> float:
     """mean(canary)/mean(baseline). A zero baseline gives inf (or 1.0 when both are zero),
     where Kayenta returns 1.0 and so never flags a canary against a silent baseline."""
-    mc, mb = float(np.mean(canary)), float(np.mean(baseline))
+    mc = float(np.mean(np.asarray(canary, dtype=np.float64)))
+    mb = float(np.mean(np.asarray(baseline, dtype=np.float64)))
     if mb == 0.0:
         if mc == 0.0:
             return 1.0

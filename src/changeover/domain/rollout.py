@@ -290,7 +290,7 @@ def _command(spec: RolloutSpec, status: RolloutStatus, command: Command, now: fl
     if phase is Phase.PROMOTING:
         return status, [_refused(command, "the rollout is already promoting")]
     actions = [StopShadow()] if _shadow_on(status) else []
-    message = f"promote by a person in {phase}: promoting candidate {spec.candidate}"
+    message = f"promote asked by a person in {phase}: promoting candidate {spec.candidate}"
     new = _moved(status, now, Phase.PROMOTING, message)
     return new, [*actions, Emit(EventKind.PROMOTE_STARTED, message)]
 

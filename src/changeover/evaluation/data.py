@@ -93,6 +93,8 @@ def check_task_data(
         problems.append(f"feature columns missing: {', '.join(map(repr, missing))}")
     if not features:
         problems.append("there are no feature columns")
+    if target in features:
+        problems.append(f"the target column {target!r} is among the feature columns")
     if numeric_features:
         bad = [
             f"{c!r} ({df[c].dtype})"

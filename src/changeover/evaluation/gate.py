@@ -261,7 +261,17 @@ def _compare(
     return out
 
 
+def _is_numeric(a: np.ndarray) -> bool:
+    return bool(np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_)
+
+
 def _encode(y: np.ndarray, p: PredictionBatch, version: str) -> ClassificationInputs:
+    for what, arr in (("labels", p.values), ("classes", p.classes)):
+        if arr is not None and _is_numeric(np.asarray(arr)) != _is_numeric(y):
+            raise PredictionError(
+                f"{version}: labels or classes do not match the target: predicted {what} are "
+                f"{np.asarray(arr).dtype}, the target is {y.dtype}"
+            )
     try:
         return encode_classification(y, p.values, p.proba, p.classes)
     except (TypeError, ValueError) as exc:

@@ -158,8 +158,10 @@ def _forest(r: GateResult) -> tuple[str, str] | None:
     if not shown:
         return None
     margins = _margins(r)
-    fig = Figure(figsize=(8, 0.55 * len(shown) + 1.0), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(len(shown), 1))
+    height = 0.55 * len(shown) + 0.9
+    fig = Figure(figsize=(8, height))  # fixed margins: constrained layout is slow on many rows
+    fig.subplots_adjust(left=0.28, right=0.97, top=1 - 0.45 / height, bottom=0.35 / height)
+    axes = np.atleast_1d(fig.subplots(len(shown), 1, gridspec_kw={"hspace": 0.9}))
     for ax, m in zip(axes, shown, strict=True):
         assert m.diff is not None and m.ci_low is not None and m.ci_high is not None
         good = m.ci_low > 0 if m.higher_is_better else m.ci_high < 0

@@ -116,13 +116,19 @@ def referenced_ks(require: Mapping[str, Any] | None) -> set[int]:
 
 
 def validate_rules(require: Mapping[str, Any] | None, task: str, ks: Sequence[int]) -> None:
-    """Raise RulesError listing every unknown metric, unknown key or bad value."""
+    """Raise RulesError listing every unknown metric, unknown key or bad value.
+
+    Ranking names are accepted for any k >= 1 (`ndcg_at_20` with ks (5, 10)): `run_gate`
+    computes every k the rules name as well as `ks`.
+    """
     if require is None:
         return
     if not isinstance(require, Mapping):
         raise RulesError(f"gate.require must be a mapping of metric -> rule, not {require!r}")
     try:
-        known = set(metric_names(task, ks))
+        # any k named in a ranking rule is fine: run_gate adds it to the ks it computes
+        extra = referenced_ks(require) if task == "ranking" else set()
+        known = set(metric_names(task, sorted({int(k) for k in ks} | extra)))
     except ValueError as exc:
         raise RulesError(str(exc)) from exc
     problems: list[str] = []

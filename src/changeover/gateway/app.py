@@ -27,6 +27,7 @@ from changeover.gateway.http import BodyTooLarge, error_response, json_response,
 from changeover.gateway.metrics import GatewayMetrics
 from changeover.gateway.pool import LoadedVersion, ModelPool
 from changeover.gateway.recorder import StoreWriter
+from changeover.gateway.shadow import Mirror
 from changeover.gateway.windows import WindowAggregator
 from changeover.registry.service import Registry
 from changeover.settings import Settings
@@ -81,7 +82,8 @@ class Gateway:
             on_drop=self.metrics.dropped_records.inc,
         )
         self.limiter = CapacityLimiter(16)
-        self.mirror: Any = None  # the shadow mirror (gateway/shadow.py), set by the server
+        self.mirror = Mirror(self.pool, self.writer, self.metrics, queue_size=settings.shadow_queue_size,
+                             concurrency=settings.shadow_concurrency)
         self._rng = random.Random()
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -93,6 +95,7 @@ class Gateway:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.writer.start()
+        self.mirror.start()
         self.store.notifier.subscribe(self._on_generation)
         try:
             for model in await anyio.to_thread.run_sync(self.store.generations):
@@ -107,6 +110,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.mirror.stop()
         self._write_windows()
         await anyio.to_thread.run_sync(self.writer.stop)
         self.pool.close_all()
@@ -184,8 +188,7 @@ class Gateway:
                 if weight is None and version == policy.champion:
                     weight = 100.0 - sum(policy.weights.values())
                 self.metrics.weight.labels(model, str(version)).set(weight or 0.0)
-            if self.mirror is not None:
-                self.mirror.adopt(policy)
+            self.mirror.adopt(policy)
 
     # ---- inference ------------------------------------------------------------------
 
@@ -283,9 +286,10 @@ class Gateway:
         summary, number = summarize(outputs)
         self.windows.observe(model, version, latency_ms, False, number)
         self._log_request(request_id, model, version, 200, latency_ms, summary, (decoded, outputs), request)
-        if shadows and self.mirror is not None:
+        if shadows:
+            policy = self.policies[model]
             self.mirror.submit(model, version, request_id, inputs, outputs, latency_ms, shadows,
-                               lambda field: self._reader(self.policies[model], request, decoded)(field))
+                               self._reader(policy, request, decoded))
         return response
 
     def _log_request(

@@ -1,0 +1,36 @@
+"""Heavy work (gate, compatibility replay) runs in a worker process, never on the serving
+event loop: serving keeps its CPU share and its latency while a gate runs."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+
+class JobRunner:
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        future = self._executor().submit(fn, *args, **kwargs)
+        return await asyncio.wrap_future(future)
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self._executor().submit(fn, *args, **kwargs)
+
+    def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self._executor().submit(fn, *args, **kwargs).result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,186 @@
+"""CLI: `apply SPEC.yaml`, `rollout start|status|pause|resume|abort|promote`, `rollback`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.live import Live
+from rich.table import Table
+
+from changeover.cli.client import ApiError, Client
+from changeover.cli.common import JsonOpt, client, console, err, fail, print_json, when
+
+rollout_app = typer.Typer(no_args_is_help=True, help="Progressive rollouts: gate, shadow, canary steps, promotion, watch.")
+
+SUCCESS = {"promoted"}
+ENDED = {"promoted", "rolled_back", "aborted", "failed"}
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        err.print(f"[red]error[/red]: {path}: {exc}")
+        raise typer.Exit(2) from None
+    if not isinstance(data, dict):
+        err.print(f"[red]error[/red]: {path}: expected a mapping at the top level")
+        raise typer.Exit(2)
+    gate = data.get("gate")
+    if isinstance(gate, dict) and isinstance(gate.get("data"), str):
+        data_path = Path(gate["data"])
+        if not data_path.is_absolute():  # relative to the spec file, as a person reads it
+            gate["data"] = str((path.parent / data_path).resolve())
+    return data
+
+
+def start_rollout(c: Client, spec: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return c.request("POST", "/api/rollouts", json={"spec": spec})
+    except ApiError as exc:
+        if exc.status == 422 and isinstance(exc.body, dict) and exc.body.get("problems"):
+            err.print("[red]invalid rollout spec[/red]:")
+            for p in exc.body["problems"]:
+                err.print(f"  {p['field']}: {p['reason']}")
+            raise typer.Exit(2) from None
+        fail(exc)
+        raise
+
+
+def view(r: dict[str, Any]) -> Table:
+    s = r["status"]
+    table = Table(title=f"{r['model']} rollout {r['id']}: v{s.get('candidate_version')} against v{s.get('champion_version')}")
+    table.add_column("phase")
+    table.add_column("step")
+    table.add_column("weight")
+    table.add_column("message", overflow="fold")
+    steps = (r["spec"].get("canary") or {}).get("steps") or []
+    step = f"{s['step_index'] + 1}/{len(steps)}" if s.get("step_index", -1) >= 0 and steps else "-"
+    table.add_row(s["phase"], step, f"{s.get('weight', 0):g}%", s.get("message", ""))
+    verdicts = Table("when", "kind", "outcome", "evidence", title="verdicts")
+    for a in r.get("analyses", [])[-8:]:
+        ev = a["evidence"] or {}
+        nested = ev.get("verdict") if isinstance(ev.get("verdict"), dict) else {}
+        checks = ev.get("checks") or nested.get("checks") or ev.get("rules") or []
+        if ev.get("error"):
+            checks = [{"reason": ev["error"]}]
+        samples = ""
+        if "canary" in ev and isinstance(ev["canary"], dict):
+            samples = f"n={ev['canary'].get('requests')} vs {ev['baseline'].get('requests')}; "
+        text = samples + "; ".join(str(c.get("reason", "")) for c in checks)[:300]
+        colour = {"pass": "green", "fail": "red"}.get(a["outcome"], "yellow")
+        verdicts.add_row(when(a["at"]), a["kind"], f"[{colour}]{a['outcome']}", text)
+    outer = Table.grid()
+    outer.add_row(table)
+    if r.get("analyses"):
+        outer.add_row(verdicts)
+    return outer  # type: ignore[return-value]
+
+
+def follow(c: Client, rid: int, timeout: float | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout if timeout else None
+    r = c.get(f"/api/rollouts/{rid}")
+    with Live(view(r), console=console, refresh_per_second=4) as live:
+        while r["status"]["phase"] not in ENDED:
+            if deadline and time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+            r = c.get(f"/api/rollouts/{rid}")
+            live.update(view(r))
+    return r
+
+
+def finish(r: dict[str, Any]) -> None:
+    phase = r["status"]["phase"]
+    colour = "green" if phase in SUCCESS else "red"
+    console.print(f"[bold {colour}]{r['model']}: {phase}[/] — {r['status'].get('message', '')}")
+    if phase not in SUCCESS:
+        raise typer.Exit(1)
+
+
+def apply(
+    spec_file: Annotated[Path, typer.Argument(exists=True, help="Rollout spec (YAML)")],
+    follow_: Annotated[bool, typer.Option("--follow/--no-follow", help="Watch it live until it ends")] = True,
+    timeout: Annotated[float | None, typer.Option(help="Stop following after this many seconds")] = None,
+) -> None:
+    """Take a candidate along the whole road: gate → shadow → canary steps → promotion → watch.
+    Exit 0 when promoted, 1 when rolled back, aborted or failed, 2 for a wrong spec."""
+    c = client()
+    created = start_rollout(c, load_spec_file(spec_file))
+    console.print(f"rollout {created['id']}: {created['model']} v{created['candidate']} against v{created['champion']}")
+    if not follow_:
+        return
+    finish(follow(c, created["id"], timeout))
+
+
+@rollout_app.command("start")
+def rollout_start(spec_file: Annotated[Path, typer.Argument(exists=True, help="Rollout spec (YAML)")]) -> None:
+    """Start a rollout and return (see `rollout status`)."""
+    created = start_rollout(client(), load_spec_file(spec_file))
+    console.print(f"rollout {created['id']} started: {created['model']} v{created['candidate']}")
+
+
+@rollout_app.command("status")
+def rollout_status(name: str, as_json: JsonOpt = False) -> None:
+    """The latest rollout of a model: phase, weight, verdicts with their evidence."""
+    try:
+        rows = client().get("/api/rollouts", model=name, limit=1)
+    except ApiError as exc:
+        fail(exc)
+        return
+    if not rows:
+        err.print(f"{name} has no rollout")
+        raise typer.Exit(1)
+    if as_json:
+        print_json(rows[0])
+        return
+    console.print(view(rows[0]))
+
+
+def _command(name: str, command: str) -> None:
+    try:
+        out = client().request("POST", f"/api/models/{name}/rollout/{command}")
+    except ApiError as exc:
+        fail(exc)
+        return
+    console.print(f"{name}: {command} sent" + (f" to rollout {out['rollout']}" if out.get("rollout") else ""))
+
+
+@rollout_app.command("pause")
+def rollout_pause(name: str) -> None:
+    """Hold the rollout where it is."""
+    _command(name, "pause")
+
+
+@rollout_app.command("resume")
+def rollout_resume(name: str) -> None:
+    """Go on from a pause (the bake restarts)."""
+    _command(name, "resume")
+
+
+@rollout_app.command("abort")
+def rollout_abort(name: str) -> None:
+    """Stop the rollout and send all traffic back to the champion."""
+    _command(name, "abort")
+
+
+@rollout_app.command("promote")
+def rollout_promote(name: str) -> None:
+    """Skip the remaining steps and promote the candidate now."""
+    _command(name, "promote")
+
+
+def rollback(name: str) -> None:
+    """Instant rollback: the running rollout's champion, or the previous champion."""
+    try:
+        out = client().request("POST", f"/api/models/{name}/rollback")
+    except ApiError as exc:
+        fail(exc)
+        return
+    if out.get("rollout"):
+        console.print(f"{name}: rolling back rollout {out['rollout']}")
+    else:
+        console.print(f"{name}: champion v{out['previous']} → v{out['champion']}")

@@ -1,0 +1,256 @@
+"""The rollout reconciler: one tick of one model's active rollout.
+
+Each tick: take a snapshot (spec, status, observations), ask the pure ``decide``, then write
+the new status, the traffic policy and every event in ONE transaction. Killed at any point,
+it resumes from the stored status: events carry idempotency keys, verdicts are keyed by the
+status' verdict counter, and the gate runs once per rollout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from changeover.control.canary_analysis import canary_analysis
+from changeover.control.shadow_analysis import shadow_verdict
+from changeover.domain.policy import DEFAULT_STICKY_KEY, Override, Shadow, TrafficPolicy
+from changeover.domain.rollout import (
+    Emit,
+    FinishWatch,
+    Judge,
+    Observation,
+    Phase,
+    Promote,
+    Rollback,
+    RolloutStatus,
+    RunGate,
+    SetWeight,
+    StartShadow,
+    StopShadow,
+    decide,
+)
+from changeover.domain.spec import RolloutSpec, parse_spec
+from changeover.store import shadows as shadow_store
+from changeover.store import tables as t
+from changeover.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def active_rollout(store: Store, model: str) -> dict[str, Any] | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(t.rollouts).where(and_(t.rollouts.c.model == model, t.rollouts.c.active.is_(True)))
+                           .order_by(t.rollouts.c.id.desc()).limit(1)).first()
+    return dict(row._mapping) if row else None
+
+
+def analysis_outcome(store: Store, dedup: str) -> str | None:
+    with store.engine.connect() as conn:
+        return conn.execute(select(t.analyses.c.outcome).where(t.analyses.c.dedup == dedup)).scalar()
+
+
+class RolloutReconciler:
+    def __init__(self, store: Store, *, holder: str, run_gate: Any = None) -> None:
+        self.store = store
+        self.holder = holder
+        self.run_gate = run_gate  # submits evaluation.jobs.gate_job to a worker process; returns a Future
+        self._gates: dict[int, Future[Any]] = {}
+
+    # ---- observe ------------------------------------------------------------------------
+
+    def _observe(self, row: dict[str, Any], spec: RolloutSpec, status: RolloutStatus) -> Observation:
+        rid = row["id"]
+        candidate = row["status"].get("candidate_version")
+        since = status.phase_started_at or row["created_at"]
+        n = status.verdicts
+        return Observation(
+            gate=analysis_outcome(self.store, f"gate:{rid}"),
+            shadow_requests=shadow_store.pair_count(self.store, spec.model, candidate, since)
+            if status.phase is Phase.SHADOWING else 0,
+            shadow_verdict=analysis_outcome(self.store, f"shadow:{rid}:{n}"),
+            canary_verdict=analysis_outcome(self.store, f"canary:{rid}:{n}"),
+            watch_verdict=analysis_outcome(self.store, f"watch:{rid}:{n}"),
+            command=row["command"],
+        )
+
+    # ---- one tick ---------------------------------------------------------------------------
+
+    def reconcile(self, model: str) -> bool:
+        row = active_rollout(self.store, model)
+        if row is None:
+            return False
+        extra = row["status"]
+        spec = parse_spec(row["spec"])
+        status = RolloutStatus.from_dict({k: v for k, v in extra.items() if k in RolloutStatus.__dataclass_fields__})
+        now = time.time()
+        if status.phase is Phase.WATCHING:
+            self._watch_check(row, spec, status, now)
+        obs = self._observe(row, spec, status)
+        new, actions = decide(spec, status, obs, now)
+        for action in actions:
+            if isinstance(action, RunGate):
+                self._start_gate(row, spec)
+            elif isinstance(action, Judge):
+                self._judge(row, spec, status, action.kind, now)
+        self._commit(row, spec, status, new, actions, consumed=obs.command is not None)
+        return True
+
+    def _commit(self, row: dict[str, Any], spec: RolloutSpec, old: RolloutStatus, new: RolloutStatus,
+                actions: list[Any], consumed: bool) -> None:
+        rid, model = row["id"], spec.model
+        meta = {k: v for k, v in row["status"].items() if k not in RolloutStatus.__dataclass_fields__}
+        champion, candidate = meta["champion_version"], meta["candidate_version"]
+        published = None
+        with self.store.tx() as conn:
+            current = self.store.policy(model, conn) or TrafficPolicy(model=model, champion=champion)
+            policy = current
+            messages: list[str] = []
+            for action in actions:
+                if isinstance(action, SetWeight):
+                    weights = {candidate: float(action.percent)} if action.percent > 0 else {}
+                    policy = policy.evolve(champion=champion, weights=weights, warm=(candidate,),
+                                           sticky_key=self._sticky(spec), overrides=self._overrides(spec, champion, candidate))
+                    messages.append(f"v{candidate} at {action.percent:g}%")
+                elif isinstance(action, StartShadow):
+                    s = spec.shadow
+                    shadow = Shadow(candidate, sample=action.sample, timeout_s=s.timeout if s else 1.0,
+                                    segment=s.segment if s else None)
+                    policy = policy.evolve(shadows=tuple(x for x in policy.shadows if x.version != candidate) + (shadow,))
+                    shadow_store.start_shadow(self.store, model, candidate, sample=action.sample, until_requests=None,
+                                              until_s=None, segment=shadow.segment, timeout_s=shadow.timeout_s,
+                                              require=None, owner=rid, actor=self.holder, conn=conn)
+                    messages.append(f"shadow v{candidate}")
+                elif isinstance(action, StopShadow):
+                    policy = policy.evolve(shadows=tuple(x for x in policy.shadows if x.version != candidate))
+                    shadow_store.stop_shadow(self.store, model, candidate, actor=self.holder, reason="rollout", conn=conn)
+                    messages.append("shadow stopped")
+                elif isinstance(action, Promote):
+                    policy = policy.evolve(champion=candidate, weights={}, warm=(champion,), overrides=(),
+                                           shadows=tuple(x for x in policy.shadows if x.version != candidate))
+                    self.store.set_alias(model, "champion", candidate, actor=self.holder, reason=f"rollout {rid}", conn=conn)
+                    self.store.set_alias(model, "previous", champion, actor=self.holder, reason=f"rollout {rid}", conn=conn)
+                    messages.append(f"v{candidate} promoted, v{champion} kept warm")
+                elif isinstance(action, Rollback):
+                    policy = policy.evolve(champion=champion, weights={}, warm=(candidate,), overrides=(),
+                                           shadows=tuple(x for x in policy.shadows if x.version != candidate))
+                    aliases = self.store.aliases(model)
+                    if aliases.get("champion") != champion:
+                        self.store.set_alias(model, "champion", champion, actor=self.holder,
+                                             reason=f"rollback of rollout {rid}", conn=conn)
+                    messages.append(f"rolled back to v{champion}: {action.reason}")
+                elif isinstance(action, FinishWatch):
+                    policy = policy.evolve(warm=())
+                elif isinstance(action, Emit):
+                    self.store.add_event(action.kind, f"{model} rollout {rid}: {action.message}", model=model,
+                                         actor=self.holder, evidence={"rollout": rid, "status": new.to_dict()},
+                                         dedup=f"rollout:{rid}:{action.kind}:{old.verdicts}:{old.step_index}:{old.phase}:{new.phase}:{hash(action.message) & 0xffffffff}",
+                                         conn=conn)
+            if policy != current:
+                published = self.store.write_policy(
+                    policy, conn=conn, event_kind="policy", actor=self.holder,
+                    message=f"{model}: " + "; ".join(messages), evidence={"rollout": rid},
+                    dedup=f"policy:{rid}:{old.verdicts}:{old.step_index}:{old.phase}:{new.phase}:{new.weight}")
+            values: dict[str, Any] = {"status": new.to_dict() | meta, "updated_at": time.time(),
+                                      "active": not new.terminal}
+            if consumed:
+                values["command"] = None
+            conn.execute(update(t.rollouts).where(t.rollouts.c.id == rid).values(**values))
+        if published is not None:
+            self.store.after_commit_publish(published)
+
+    @staticmethod
+    def _sticky(spec: RolloutSpec) -> str:
+        return spec.canary.sticky_key if spec.canary else DEFAULT_STICKY_KEY
+
+    @staticmethod
+    def _overrides(spec: RolloutSpec, champion: int, candidate: int) -> tuple[Override, ...]:
+        if spec.canary is None:
+            return ()
+        out = []
+        for o in spec.canary.overrides:
+            version = candidate if str(o.version) in ("candidate", str(candidate)) else champion
+            if o.header:
+                out.append(Override(field=f"header:{o.header}", values=(str(o.value),) if o.value is not None else (),
+                                    version=version))
+            elif o.keys:
+                out.append(Override(field="key", values=tuple(o.keys), version=version))
+        return tuple(out)
+
+    # ---- gate and judges ------------------------------------------------------------------------
+
+    def _start_gate(self, row: dict[str, Any], spec: RolloutSpec) -> None:
+        rid = row["id"]
+        future = self._gates.get(rid)
+        if future is not None and not future.done():
+            return
+        if future is not None and future.done():
+            result = future.exception() or future.result()
+            if isinstance(result, BaseException) or "error" in result:
+                reason = str(result) if isinstance(result, BaseException) else result["error"]
+                self._record(row, "gate", "fail", {"error": reason}, f"gate:{rid}",
+                             f"{spec.model} rollout {rid}: the gate could not run: {reason}")
+            return
+        if self.run_gate is None or spec.gate is None:
+            return
+        meta = row["status"]
+        gate = spec.gate
+        self._gates[rid] = self.run_gate(
+            spec.model, str(meta["candidate_version"]), str(meta["champion_version"]), gate.data, gate.task,
+            gate.target, {k: v.model_dump(exclude_none=True) for k, v in gate.require.items()}, list(gate.ks),
+            gate.query_column, rid)
+
+    def _record(self, row: dict[str, Any], kind: str, outcome: str, evidence: dict[str, Any], dedup: str,
+                message: str) -> None:
+        try:
+            with self.store.tx() as conn:
+                conn.execute(insert(t.analyses).values(rollout_id=row["id"], model=row["model"],
+                                                       version=row["status"]["candidate_version"], kind=kind,
+                                                       outcome=outcome, evidence=evidence, at=time.time(), dedup=dedup))
+                self.store.add_event("analysis", message, model=row["model"], actor=self.holder, evidence=evidence,
+                                     conn=conn)
+        except IntegrityError:
+            pass  # this verdict was already stored (a restart between judge and commit)
+
+    def _judge(self, row: dict[str, Any], spec: RolloutSpec, status: RolloutStatus, kind: str, now: float) -> None:
+        rid, n = row["id"], status.verdicts
+        dedup = f"{kind}:{rid}:{n}"
+        if analysis_outcome(self.store, dedup) is not None:
+            return
+        meta = row["status"]
+        champion, candidate = meta["champion_version"], meta["candidate_version"]
+        since = status.phase_started_at or row["created_at"]
+        if kind == "shadow":
+            require = {k: v.model_dump(exclude_none=True) for k, v in spec.shadow.require.items()} if spec.shadow else {}
+            try:
+                shadow_verdict(self.store, spec.model, candidate, since, require, rollout_id=rid, dedup=dedup)
+            except IntegrityError:
+                pass
+            return
+        if kind == "canary":
+            since = status.bake_started_at or since
+            evidence = canary_analysis(self.store, spec, champion, candidate, since, now)
+            evidence["step"] = status.step_index
+            evidence["weight"] = status.weight
+        else:  # watch: the new champion since promotion against the old champion during the canary
+            evidence = canary_analysis(self.store, spec, champion, candidate, row["created_at"], now)
+        reasons = "; ".join(c["reason"] for c in evidence["checks"])
+        self._record(row, kind, evidence["outcome"], evidence, dedup,
+                     f"{spec.model} rollout {rid}: {kind} verdict at {status.weight:g}%: {evidence['outcome']} — {reasons}")
+
+    def _watch_check(self, row: dict[str, Any], spec: RolloutSpec, status: RolloutStatus, now: float) -> None:
+        """During watch a failure is acted on at once (an alert rule may also roll back)."""
+        meta = row["status"]
+        dedup = f"watch:{row['id']}:{status.verdicts}"
+        if analysis_outcome(self.store, dedup) is not None:
+            return
+        evidence = canary_analysis(self.store, spec, meta["champion_version"], meta["candidate_version"],
+                                   status.phase_started_at or now, now)
+        if evidence["outcome"] == "fail":
+            reasons = "; ".join(c["reason"] for c in evidence["checks"] if c["outcome"] == "fail")
+            self._record(row, "watch", "fail", evidence, dedup,
+                         f"{spec.model} rollout {row['id']}: watch verdict: fail — {reasons}")

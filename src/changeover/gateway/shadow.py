@@ -1,0 +1,143 @@
+"""The shadow mirror: a copy of live traffic for shadow versions, off the critical path.
+
+The user's answer never waits for a shadow. Mirrored calls go through a bounded queue and a
+thread pool of their own; when the queue is full, or every shadow thread is still busy (a
+hung shadow keeps its thread), the mirror is dropped and counted — never queued without bound.
+Each answered mirror becomes a pair (champion answer, shadow answer, both latencies) in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from changeover.domain.policy import Shadow, TrafficPolicy
+from changeover.gateway.metrics import GatewayMetrics
+from changeover.gateway.pool import ModelPool
+from changeover.gateway.recorder import StoreWriter
+from changeover.store import tables as t
+
+log = logging.getLogger(__name__)
+
+FieldReader = Callable[[str], str | None]
+
+
+def _first_rows(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    from changeover.gateway.app import summarize  # one summary shape for the log and the pairs
+
+    return summarize(outputs)[0]
+
+
+class Mirror:
+    def __init__(self, pool: ModelPool, writer: StoreWriter, metrics: GatewayMetrics, *, queue_size: int,
+                 concurrency: int) -> None:
+        self.pool = pool
+        self.writer = writer
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=queue_size)
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="shadow")
+        self.running = 0  # shadow threads busy right now (a hung one stays busy)
+        self.counts: dict[str, int] = {"submitted": 0, "dropped": 0, "ok": 0, "error": 0, "timeout": 0, "invalid": 0}
+        self._workers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
+
+    async def stop(self) -> None:
+        for w in self._workers:
+            w.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def adopt(self, policy: TrafficPolicy) -> None:
+        """Nothing to prepare: shadows are loaded by the gateway before it adopts a policy."""
+
+    def _drop(self, model: str, version: int, why: str) -> None:
+        self.counts["dropped"] += 1
+        self.metrics.shadow_calls.labels(model, str(version), f"dropped_{why}").inc()
+
+    def submit(self, model: str, champion_version: int, request_id: str, inputs: Mapping[str, np.ndarray],
+               outputs: Mapping[str, np.ndarray], champion_ms: float, shadows: tuple[Shadow, ...],
+               read: FieldReader) -> None:
+        """Called on the request path: O(1), never blocks, never raises."""
+        for shadow in shadows:
+            if shadow.version == champion_version:
+                continue
+            segment = read(shadow.segment) if shadow.segment else None
+            item = (model, champion_version, shadow, request_id, inputs, outputs, champion_ms, segment)
+            try:
+                self.queue.put_nowait(item)
+                self.counts["submitted"] += 1
+            except asyncio.QueueFull:
+                self._drop(model, shadow.version, "queue_full")
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await self.queue.get()
+            try:
+                await self._mirror(loop, *item)
+            except Exception as exc:  # a shadow must never take the gateway down
+                log.warning("shadow mirror failed: %s", exc)
+            finally:
+                self.queue.task_done()
+
+    async def _mirror(self, loop: asyncio.AbstractEventLoop, model: str, champion_version: int, shadow: Shadow,
+                      request_id: str, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
+                      champion_ms: float, segment: str | None) -> None:
+        lv = self.pool.get(model, shadow.version)
+        if lv is None:
+            self._drop(model, shadow.version, "not_loaded")
+            return
+        if self.running >= self.concurrency:
+            self._drop(model, shadow.version, "saturated")
+            return
+        self.running += 1
+        self.pool.acquire(lv)
+        started = time.perf_counter()
+        future = self.executor.submit(lv.runtime.predict, inputs)
+
+        def finished(_: concurrent.futures.Future[Any]) -> None:
+            loop.call_soon_threadsafe(self._finished, lv)
+
+        future.add_done_callback(finished)
+        error: str | None = None
+        shadow_out: dict[str, Any] | None = None
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), timeout=shadow.timeout_s)
+            result = {k: np.asarray(v) for k, v in result.items()}
+            if any(a.dtype.kind == "f" and not np.all(np.isfinite(a)) for a in result.values()):
+                error = "invalid: NaN or infinity"
+            shadow_out = _first_rows(result)
+        except TimeoutError:
+            error = "timeout"
+        except Exception as exc:
+            error = f"error: {type(exc).__name__}: {exc}"[:300]
+        shadow_ms = (time.perf_counter() - started) * 1000
+        outcome = "ok" if error is None else error.split(":", 1)[0]
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        self.metrics.shadow_calls.labels(model, str(shadow.version), outcome).inc()
+        self.writer.put(t.shadow_pairs, {
+            "model": model,
+            "shadow_version": shadow.version,
+            "champion_version": champion_version,
+            "request_id": request_id,
+            "at": time.time(),
+            "champion_output": _first_rows(outputs),
+            "shadow_output": shadow_out if error is None or error.startswith("invalid") else None,
+            "champion_ms": champion_ms,
+            "shadow_ms": None if error == "timeout" else shadow_ms,
+            "error": error,
+            "segment": segment,
+        })
+
+    def _finished(self, lv: Any) -> None:
+        self.running -= 1
+        self.pool.release(lv)
