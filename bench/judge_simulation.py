@@ -17,6 +17,11 @@ Against it, on the same data:
   (latency) at alpha 0.05, rolled back when the canary is significantly worse;
 - "fixed interval": the judge's rules and tolerances with the always-valid intervals replaced
   by fixed-horizon 95% z-intervals (the latency check is the judge's own, already fixed-horizon).
+
+Columns: "rolled back" is the share of runs with a fail at any window (for A/A, the false
+rollback rate); the median counts requests per arm up to that window; "first verdict pass" is
+the share of runs whose first verdict other than inconclusive was pass, i.e. what a controller
+that advances at its first pass would have let through (it keeps judging afterwards).
 """
 
 from __future__ import annotations

@@ -150,6 +150,12 @@ def test_shadow_errors_by_kind(shadow: dict[str, Any] | None, error: str | None,
     assert o["abs_diff_mean"] == 0.0  # only the answered pair is compared
 
 
+def test_a_nan_probability_is_an_invalid_answer() -> None:
+    comparison = built([pair(0, {"label": 1, "probabilities": [[0.2, 0.8]]},
+                             {"label": 1, "probabilities": [[float("nan"), 0.8]]})])
+    assert comparison.figures()["overall"]["errors_by_kind"] == {"invalid": 1}
+
+
 def test_latency_and_distribution_by_hand() -> None:
     comparison = built([
         pair(i, {"prediction": float(i)}, {"prediction": float(i + 1)}, champion_ms=c, shadow_ms=s)

@@ -115,14 +115,34 @@ def test_nan_latencies_are_dropped_not_passed() -> None:
     assert by_name(judge(base, canary, CONFIG))["latency"].outcome == INCONCLUSIVE
 
 
-def test_leaning_worse_is_held() -> None:
-    # estimate above the tolerance but not conclusively: inconclusive, not pass
+@pytest.mark.parametrize(
+    ("canary_errors", "outcome"),
+    [
+        # 1.7% vs 1.0%: +0.70 pts, se 0.39 pts; 0.70 − 1.645·0.39 = 0.06 < 0.20: not significant
+        (34, PASS),
+        # 2.25% vs 1.0%: +1.25 pts, se 0.44 pts; 1.25 − 1.645·0.44 = 0.53 > 0.20 at one look,
+        # but the always-valid low end is 1.25 − 3.37·0.44 = −0.22 < 0.20: hold
+        (45, INCONCLUSIVE),
+        (90, FAIL),
+    ],
+)
+def test_suggestive_evidence_holds_and_conclusive_evidence_fails(
+    canary_errors: int, outcome: str
+) -> None:
     rng = np.random.default_rng(7)
     baseline = ArmSample(2000, 20, rng.lognormal(4.0, 0.5, 500))
-    canary = ArmSample(2000, 34, rng.lognormal(4.0, 0.5, 500))
+    canary = ArmSample(2000, canary_errors, rng.lognormal(4.0, 0.5, 500))
     check = by_name(judge(baseline, canary, CONFIG))["error_rate"]
-    assert check.outcome == INCONCLUSIVE
-    assert "leans worse" in check.reason
+    assert check.outcome == outcome, check.reason
+
+
+def test_equal_candidate_passes_at_zero_tolerance_even_when_a_little_behind() -> None:
+    # label accuracy, max decrease 0: 84.5% vs 85.0% on 1,000 labels is not significant
+    latencies = np.random.default_rng(12).lognormal(4.0, 0.5, 500)
+    baseline = ArmSample(2000, 20, latencies, labelled=1000, correct=850)
+    canary = ArmSample(2000, 20, latencies, labelled=1000, correct=845)
+    check = by_name(judge(baseline, canary, CONFIG))["label_accuracy"]
+    assert check.outcome == PASS and "not significantly worse" in check.reason
 
 
 def test_disabled_checks_are_left_out() -> None:

@@ -89,12 +89,6 @@ def test_bad_tensors_are_refused_with_a_message(bad: object, error: type[Excepti
         assert info.value.field == "x"
 
 
-@pytest.mark.xfail(
-    reason="BUG: gateway/protocol.py decode_tensor converts with np.asarray(data, dtype=...) which silently "
-    "truncates floats into INT tensors and makes any non-empty string True in a BOOL tensor; "
-    "it should check each element's JSON type and answer 422",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("datatype", "data"),
     [

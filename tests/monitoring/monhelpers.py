@@ -8,11 +8,21 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from fastapi import APIRouter, Depends, FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import insert, select
+from starlette.responses import Response
 
+from changeover.api.app import ApiContext, install_error_handlers, make_router
+from changeover.api.auth import check_bearer
 from changeover.domain.signature import Signature, TensorSpec
+from changeover.monitoring.dashboard import make_dashboard_router
+from changeover.monitoring.router import make_monitoring_router
+from changeover.registry.artifacts import ArtifactStore
+from changeover.registry.service import Registry
 from changeover.store import tables as t
 from changeover.store.store import Store, VersionRecord
 
@@ -131,3 +141,41 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def build_app(store: Store, home: Path, *, engine: Any = None, rollouts: bool = True) -> FastAPI:
+    """The management API, the monitoring routers, the dashboard and /metrics over ``store``;
+    with ``rollouts``, a stand-in for ``GET /api/rollouts`` that reads the rollouts table."""
+    registry = CollectorRegistry()
+    app = FastAPI()
+    app.include_router(make_router(ApiContext(store, Registry(store, ArtifactStore(home / "artifacts")), TOKEN)))
+    app.include_router(make_monitoring_router(store, TOKEN, gateway_metrics_registry=registry, engine=engine,
+                                              refresh_s=0.5))
+    app.include_router(make_dashboard_router())
+    install_error_handlers(app)
+
+    if rollouts:
+        def authorize(request: Request) -> None:
+            check_bearer(request.headers.get("authorization"), TOKEN)
+
+        stub = APIRouter(dependencies=[Depends(authorize)])
+
+        @stub.get("/api/rollouts")
+        def list_rollouts(model: str | None = None) -> list[dict[str, Any]]:
+            with store.engine.connect() as conn:
+                rows = conn.execute(select(t.rollouts).order_by(t.rollouts.c.id)).all()
+                found = conn.execute(select(t.analyses).order_by(t.analyses.c.id)).all()
+            return [{"id": r.id, "model": r.model, "spec": r.spec, "status": r.status,
+                     "analyses": [{"kind": a.kind, "outcome": a.outcome, "evidence": a.evidence, "at": a.at}
+                                  for a in found if a.rollout_id == r.id],
+                     "events": [e for e in store.events(r.model) if "." in e["kind"]]}
+                    for r in rows if model is None or r.model == model]
+
+        app.include_router(stub)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.registry = registry
+    return app

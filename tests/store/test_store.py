@@ -146,11 +146,6 @@ def test_versions_are_numbered_per_model_and_same_bytes_return_the_existing_one(
     assert [e["evidence"]["version"] for e in pushes] == [1, 2]  # the repeated push wrote no event
 
 
-@pytest.mark.xfail(
-    reason="BUG: Store.add_version (store/store.py) gives up after 5 IntegrityError retries with no lock or "
-    "backoff; under concurrent pushes a push fails with 'could not allocate a version number'",
-    strict=True,
-)
 def test_concurrent_pushes_of_different_artifacts_get_distinct_numbers(store: Store) -> None:
     n, rounds = 64, 2  # enough pushers at once that a loser of the race shows reliably
     errors: list[BaseException] = []

@@ -8,6 +8,7 @@ status' verdict counter, and the gate runs once per rollout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from concurrent.futures import Future
@@ -226,10 +227,8 @@ class RolloutReconciler:
         since = status.phase_started_at or row["created_at"]
         if kind == "shadow":
             require = {k: v.model_dump(exclude_none=True) for k, v in spec.shadow.require.items()} if spec.shadow else {}
-            try:
+            with contextlib.suppress(IntegrityError):  # already judged (a restart between judge and commit)
                 shadow_verdict(self.store, spec.model, candidate, since, require, rollout_id=rid, dedup=dedup)
-            except IntegrityError:
-                pass
             return
         if kind == "canary":
             since = status.bake_started_at or since

@@ -61,7 +61,7 @@ def shadow_verdict(store: Store, model: str, version: int, since: float, require
     """Judge a shadow against its requirements; the verdict and its evidence are stored."""
     figures, _ = shadow_figures(store, model, version, since)
     verdict = judge_shadow(figures, require) if require else {
-        "verdict": "pass" if figures["overall"].get("pairs") else "inconclusive", "checks": [], "pairs": figures.get("pairs", 0)}
+        "verdict": "pass" if figures["overall"].get("pairs") else "inconclusive", "checks": [], "pairs": figures["overall"].get("pairs", 0)}
     evidence = {"verdict": verdict, "figures": figures, "since": since}
     with store.tx() as conn:
         conn.execute(insert(t.analyses).values(rollout_id=rollout_id, model=model, version=version, kind="shadow",

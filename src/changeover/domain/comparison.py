@@ -23,6 +23,10 @@ same requests, latency quantiles and ratios (shadow / champion), error rates. A 
 errored, timed out or answered without a usable finite value is a shadow error, counted by
 kind (the part of `Pair.error` before its colon: "timeout", "error", "invalid"...);
 candidate_error_rate = shadow errors / pairs, timeouts included. Not thread-safe.
+
+Segments past the first MAX_SEGMENTS - 1 are counted as "(other)". `judge_shadow` checks the
+spec's `shadow.require` ({min: x} / {max: x} per figure; `worst_segment_<figure>` checks the
+worst segment instead of the average).
 """
 
 from __future__ import annotations
@@ -290,7 +294,8 @@ class _Slice:
 
     def to_dict(self) -> dict[str, Any]:
         rows = [[_sig(x) for x in row] for row in self.rows]
-        return {"n": self.n, "kinds": self.kinds, "confusion": self.confusion, "seen": self.seen, "rows": rows}
+        confusion = {c: dict(row) for c, row in self.confusion.items()}
+        return {"n": dict(self.n), "kinds": dict(self.kinds), "confusion": confusion, "seen": self.seen, "rows": rows}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> _Slice:

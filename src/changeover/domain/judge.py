@@ -7,12 +7,14 @@ inconclusive makes it inconclusive, otherwise it passes (also when no check is c
   canary − baseline error rate or baseline − canary accuracy, at level alpha:
   fail when it lies wholly above the allowed change (at any sample size; issue 377: a baseline
   with 0 errors has a floored variance, nothing divides by zero, nothing is NaN);
-  pass when it lies wholly below it; below the minimum samples, inconclusive;
-  else pass when the point estimate is within tolerance (not significantly worse, and not
-  leaning worse), inconclusive when it leans worse without being conclusive yet.
-  A good candidate passes once samples suffice; a bad one leans worse and is held until its
-  interval clears the tolerance. The mixing variance τ is tuned at 2 × the minimum samples
-  (a horizon fixed in advance, so the interval stays valid however often it is consulted).
+  pass when it lies wholly below it; below the minimum samples, inconclusive; otherwise
+  inconclusive when a single fixed-horizon look would call it worse beyond tolerance
+  (one-sided z at alpha: suggestive, not yet conclusive), and pass when it would not ("not
+  significantly worse"). So a good candidate passes once samples suffice (held at a look only
+  with probability <= alpha), a bad one is held while the evidence builds and fails once the
+  always-valid interval clears the tolerance, and only the always-valid interval ever fails.
+  The mixing variance τ is tuned at 2 × the minimum samples (a horizon fixed in advance, so
+  the interval stays valid however often it is consulted).
 - latency: Kayenta's Mann-Whitney / Hodges-Lehmann classification (98%, IQR factor 3) with an
   absolute tolerance of (max_ratio − 1) × the baseline median, AND a distribution-free interval
   on the p99 ratio (order statistics, 98% jointly). Either confident breach fails; otherwise
@@ -34,10 +36,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binom, ks_2samp
+from scipy.stats import binom, ks_2samp, norm
 
 from changeover.domain import kayenta
-from changeover.domain.sequential import Interval, proportion_interval
+from changeover.domain.sequential import Interval, proportion_interval, proportion_variances
 
 __all__ = [
     "FAIL",
@@ -138,17 +140,25 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.2f} pts"
 
 
-def _sequential_verdict(harm: Interval, tolerance: float, enough: bool) -> tuple[str, str]:
-    """Decide on an interval oriented so that larger is worse."""
+def _sequential_verdict(
+    harm: Interval, se: float, tolerance: float, enough: bool, alpha: float
+) -> tuple[str, str]:
+    """Decide on an interval oriented so that larger is worse; `se` is the plain standard
+    error of the estimate, for the single-look test that separates hold from pass."""
     if harm.above(tolerance):
         return FAIL, "worse beyond tolerance"
     if harm.below(tolerance):
         return PASS, "shown within tolerance"
     if not enough:
         return INCONCLUSIVE, "too few samples yet"
-    if harm.estimate <= tolerance:
-        return PASS, "not significantly worse"
-    return INCONCLUSIVE, "leans worse, not conclusive yet"
+    if harm.estimate - float(norm.ppf(1.0 - alpha)) * se > tolerance:
+        return INCONCLUSIVE, "worse at a single look's level, not yet conclusive"
+    return PASS, "not significantly worse"
+
+
+def _se(x_t: int, n_t: int, x_c: int, n_c: int) -> float:
+    var_t, var_c = proportion_variances(x_t, n_t, x_c, n_c)
+    return math.sqrt(var_t / n_t + var_c / n_c)
 
 
 def error_rate_check(baseline: ArmSample, canary: ArmSample, config: JudgeConfig) -> Check:
@@ -162,7 +172,8 @@ def error_rate_check(baseline: ArmSample, canary: ArmSample, config: JudgeConfig
         horizon=HORIZON_FACTOR * max(config.min_requests, 1),
     )
     enough = min(n_c, n_b) >= config.min_requests
-    outcome, verdict = _sequential_verdict(harm, tolerance, enough)
+    se = _se(canary.errors, n_c, baseline.errors, n_b)
+    outcome, verdict = _sequential_verdict(harm, se, tolerance, enough, config.alpha)
     reason = (
         f"{verdict}: error rate {canary.errors / n_c:.2%} (canary, n={n_c}) vs "
         f"{baseline.errors / n_b:.2%} (baseline, n={n_b}), change {_pts(harm.estimate)} in "
@@ -184,7 +195,8 @@ def label_accuracy_check(baseline: ArmSample, canary: ArmSample, config: JudgeCo
     )
     harm = Interval(-diff.estimate, -diff.high, -diff.low)
     enough = min(n_c, n_b) >= config.min_labels
-    outcome, verdict = _sequential_verdict(harm, tolerance, enough)
+    se = _se(canary.correct, n_c, baseline.correct, n_b)
+    outcome, verdict = _sequential_verdict(harm, se, tolerance, enough, config.alpha)
     reason = (
         f"{verdict}: accuracy {canary.correct / n_c:.2%} (canary, n={n_c}) vs "
         f"{baseline.correct / n_b:.2%} (baseline, n={n_b}), change {_pts(diff.estimate)} in "

@@ -89,6 +89,7 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refreshing: dict[str, asyncio.Lock] = {}
         self.ready = False
+        self._pg_listener: Any = None
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -97,6 +98,11 @@ class Gateway:
         self.writer.start()
         self.mirror.start()
         self.store.notifier.subscribe(self._on_generation)
+        if self.store.is_postgres:
+            from changeover.store.listen import PgListener
+
+            self._pg_listener = PgListener(self.store.url, self._on_generation)
+            self._pg_listener.start()
         try:
             for model in await anyio.to_thread.run_sync(self.store.generations):
                 await self.refresh(model)
@@ -107,6 +113,8 @@ class Gateway:
         self.ready = True
 
     async def stop(self) -> None:
+        if self._pg_listener is not None:
+            self._pg_listener.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -14,6 +14,10 @@ from changeover.errors import InvalidInput, MalformedRequest
 
 Decoded = dict[str, tuple[np.ndarray, str]]
 
+# which JSON values a datatype accepts (NumPy kinds of the parsed data): no silent truncation
+# of 1.5 into an INT, no string or number turned into a BOOL
+JSON_KINDS = {"BOOL": "b", "IN": "iu", "UI": "iu", "FP": "iuf"}
+
 
 def decode_tensor(tensor: Any, where: str = "tensor") -> tuple[np.ndarray, str]:
     if not isinstance(tensor, Mapping):
@@ -35,7 +39,19 @@ def decode_tensor(tensor: Any, where: str = "tensor") -> tuple[np.ndarray, str]:
         if datatype == "BYTES":
             flat = np.asarray(data, dtype=object).reshape(-1)
         else:
-            flat = np.asarray(data, dtype=NUMPY_BY_DATATYPE[datatype]).reshape(-1)
+            raw = np.asarray(data)
+            allowed = JSON_KINDS[datatype[0:2]] if datatype[0:2] in JSON_KINDS else JSON_KINDS[datatype]
+            if raw.size and raw.dtype.kind not in allowed:
+                got = {"f": "numbers with fractions", "b": "booleans", "U": "strings", "O": "mixed values"}.get(
+                    raw.dtype.kind, f"values of kind {raw.dtype.kind}")
+                raise InvalidInput(name, f"data of datatype {datatype}", f"data that does not convert ({got})")
+            target = np.dtype(NUMPY_BY_DATATYPE[datatype])
+            if target.kind in "iu" and raw.size:
+                info = np.iinfo(target)
+                if raw.min() < info.min or raw.max() > info.max:
+                    raise InvalidInput(name, f"data of datatype {datatype}",
+                                       f"data that does not convert (out of range [{info.min}, {info.max}])")
+            flat = raw.astype(target).reshape(-1)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(name, f"data of datatype {datatype}", f"data that does not convert ({exc})") from None
     needed = math.prod(shape)

@@ -5,6 +5,7 @@ Events are append-only: nothing here updates or deletes a row of ``events``.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -157,7 +158,7 @@ class Store:
         actor: str,
     ) -> tuple[VersionRecord, bool]:
         """Create the next version, or return the existing one with the same bytes (created=False)."""
-        for _attempt in range(5):
+        for attempt in range(60):
             try:
                 with self.tx() as conn:
                     existing = conn.execute(
@@ -199,7 +200,9 @@ class Store:
                     ).one()
                     return _version(row), True
             except IntegrityError:
-                continue  # a concurrent push took the number: try again
+                # a concurrent push took the number: back off a little, with jitter, and try again
+                time.sleep(random.uniform(0.005, 0.02) * min(attempt + 1, 10))
+                continue
         raise RuntimeError("could not allocate a version number")
 
     def models(self) -> list[str]:

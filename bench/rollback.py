@@ -1,0 +1,322 @@
+"""Rollback is instant: after `POST /api/models/{name}/rollback`, every NEW request goes to
+the old champion within 100 ms of the command.
+
+A real `changeover serve` runs with its production timers (controller tick 1 s, policy poll
+2 s), so only the wake-up and generation-notification path can make the switch fast. Two
+python-runtime versions answer differently (v1: x0+x1, v2: 10*(x0+x1)+1), so each answer
+identifies who served it (checked against `x-changeover-version`). A client in a SEPARATE
+process sends steady open-loop traffic on loopback and records, per request, the send time,
+the answer time (CLOCK_MONOTONIC, shared across processes) and the serving version.
+
+Scenario A (alias rollback), repeated: champion v2 with v1 under `previous` (kept warm);
+POST rollback (timestamp just before sending); then champion is moved back to v2 for the
+next round. Scenario B (rollout rollback), repeated: a rollout of v2 at 50% canary
+(manual promote, 1h bake) runs against champion v1; POST rollback; all new requests must
+go to v1.
+
+Per rollback, over the requests SENT after the command:
+  first v1  — send offset of the first one answered by v1;
+  all v1    — send offset of the first request of the final all-v1 run: every request sent
+              from then on was answered by v1 (the claim: < 100 ms), resolution 1/rate;
+  seen      — when that request's answer came back (what a client observes);
+  ack       — round trip of the rollback API call itself.
+
+    python bench/rollback.py [--rounds 20] [--rollout-rounds 5] [--rate 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BODY = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 2.0]}]}
+EXPECTED = {"1": 3.0, "2": 31.0}
+
+
+# ---- the client process -------------------------------------------------------------------
+
+
+async def client_main(url: str, out: Path, stop: Path, ready: Path, rate: float, max_seconds: float,
+                      concurrency: int) -> None:
+    from urllib.parse import urlparse
+
+    if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit("loopback only")
+    body = json.dumps(BODY).encode()
+    rows: list[tuple[float, float, int, str, float | None]] = []
+    skipped = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+        # warm the connections before the clock starts
+        await asyncio.gather(*(client.post(url, content=body, headers={"content-type": "application/json"})
+                               for _ in range(concurrency)))
+        ready.write_text("ok")
+
+        async def one() -> None:
+            sent = time.monotonic()
+            try:
+                r = await client.post(url, content=body, headers={"content-type": "application/json"})
+                version = r.headers.get("x-changeover-version", "-")
+                value = r.json()["outputs"][0]["data"][0] if r.status_code == 200 else None
+                rows.append((sent, time.monotonic(), r.status_code, version, value))
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                rows.append((sent, time.monotonic(), 0, type(exc).__name__, None))
+
+        interval = 1.0 / rate
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        next_at = start
+        max_requests = int(rate * max_seconds) + 1
+        sent = 0
+        while time.monotonic() - start < max_seconds and sent < max_requests:
+            if sent % 20 == 0 and stop.exists():
+                break
+            now = time.monotonic()
+            if now < next_at:
+                await asyncio.sleep(next_at - now)
+            next_at += interval
+            if len(tasks) >= concurrency * 8:  # bounded: never queue without end
+                skipped += 1
+                continue
+            task = asyncio.create_task(one())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        await asyncio.gather(*tasks)
+    out.write_text(json.dumps({"rows": rows, "skipped": skipped}))
+
+
+# ---- the orchestrator ----------------------------------------------------------------------
+
+
+@dataclass
+class Mark:
+    kind: str
+    t_cmd: float
+    t_ack: float
+    t_end: float = 0.0
+    answer: dict | None = None
+
+
+def wait_for(predicate, timeout: float, what: str, pause: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(pause)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def analyse(mark: Mark, rows: list[tuple[float, float, int, str, float | None]], target: str) -> dict:
+    after = [r for r in rows if mark.t_cmd <= r[0] < mark.t_end]
+    after.sort(key=lambda r: r[0])
+    out: dict = {"requests": len(after), "ack_ms": (mark.t_ack - mark.t_cmd) * 1000}
+    first = next((r for r in after if r[3] == target), None)
+    out["first_ms"] = (first[0] - mark.t_cmd) * 1000 if first else float("inf")
+    out["first_seen_ms"] = (first[1] - mark.t_cmd) * 1000 if first else float("inf")
+    last_other = max((i for i, r in enumerate(after) if r[3] != target), default=-1)
+    out["stragglers"] = sum(1 for r in after if r[3] != target)
+    if last_other + 1 < len(after):
+        run_start = after[last_other + 1]
+        out["all_ms"] = (run_start[0] - mark.t_cmd) * 1000
+        out["all_seen_ms"] = (run_start[1] - mark.t_cmd) * 1000
+    else:
+        out["all_ms"] = out["all_seen_ms"] = float("inf")
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=20, help="alias rollbacks (champion v2 -> v1)")
+    parser.add_argument("--rollout-rounds", type=int, default=5, help="rollbacks of a running 50%% canary")
+    parser.add_argument("--rate", type=float, default=200.0, help="client requests per second (open loop)")
+    parser.add_argument("--concurrency", type=int, default=8, help="client connections")
+    parser.add_argument("--observe", type=float, default=0.6, help="seconds watched after each rollback")
+    parser.add_argument("--limit-ms", type=float, default=100.0)
+    parser.add_argument("--fast-timers", action="store_true",
+                        help="controller tick 0.2 s / policy poll 0.5 s (tests' settings) instead of production's")
+    parser.add_argument("--client", nargs=4, metavar=("URL", "OUT", "STOP", "READY"), help=argparse.SUPPRESS)
+    parser.add_argument("--max-seconds", type=float, default=150.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.client:
+        url, out, stop, ready = args.client
+        asyncio.run(client_main(url, Path(out), Path(stop), Path(ready), args.rate, args.max_seconds,
+                                args.concurrency))
+        return
+
+    from common import TOKEN, ServerProcess, tmpdir
+    from modelfiles import python_model
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    work = tmpdir()
+    timers = ({} if args.fast_timers else
+              {"CHANGEOVER_CONTROLLER_TICK_S": "1.0", "CHANGEOVER_POLICY_POLL_S": "2.0",
+               "CHANGEOVER_WINDOW_SECONDS": "5.0"})
+    server = ServerProcess(work / "home", env=timers)
+    client_proc: subprocess.Popen[bytes] | None = None
+    marks: list[Mark] = []
+    try:
+        v1 = python_model(work / "m1", "return {'y': inputs['x'].sum(axis=1)}")
+        v2 = python_model(work / "m2", "return {'y': inputs['x'].sum(axis=1) * 10 + 1}")
+        with console.status("starting changeover and pushing two versions…"):
+            server.start()
+            for path in (v1, v2):
+                server.cli("models", "push", str(path), "--name", "m", check=True)
+        infer_url = f"{server.url}/v2/models/m/infer"
+        api = httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30)
+        probe = httpx.Client(timeout=10)
+
+        def serving() -> str:
+            r = probe.post(infer_url, json=BODY)
+            return r.headers.get("x-changeover-version", "-") if r.status_code == 200 else "-"
+
+        def set_champion(version: int) -> None:
+            r = api.put("/api/models/m/aliases/champion", json={"version": version, "reason": "bench"})
+            r.raise_for_status()
+
+        def steadily(version: str, n: int = 5) -> bool:
+            return all(serving() == version for _ in range(n))
+
+        set_champion(1)
+        wait_for(lambda: steadily("1"), 20, "v1 to serve")
+        set_champion(2)  # previous = v1, kept warm
+        wait_for(lambda: steadily("2"), 20, "v2 to serve")
+
+        stop, ready, out = work / "stop", work / "ready", work / "client.json"
+        total_budget = 30 + args.rounds * 3 + args.rollout_rounds * 6
+        client_proc = subprocess.Popen(
+            [sys.executable, __file__, "--client", infer_url, str(out), str(stop), str(ready),
+             "--rate", str(args.rate), "--concurrency", str(args.concurrency),
+             "--max-seconds", str(total_budget)])
+        wait_for(ready.exists, 30, "the client process")
+        api.get("/api/status").raise_for_status()  # warm the API connection
+        time.sleep(0.5)
+
+        with console.status(f"alias rollbacks: 0/{args.rounds}") as st:
+            for i in range(args.rounds):
+                if i > 0:
+                    set_champion(2)
+                wait_for(lambda: steadily("2"), 10, "v2 to serve again")
+                time.sleep(0.2)
+                t_cmd = time.monotonic()
+                r = api.post("/api/models/m/rollback")
+                t_ack = time.monotonic()
+                r.raise_for_status()
+                mark = Mark("alias", t_cmd, t_ack, answer=r.json())
+                time.sleep(args.observe)
+                mark.t_end = time.monotonic()
+                marks.append(mark)
+                st.update(f"alias rollbacks: {i + 1}/{args.rounds}")
+        # champion is v1 now, previous v2: a rollout of v2 against v1
+        spec = {"model": "m", "candidate": "2", "canary": {"steps": [50], "bake": "1h"},
+                "promote": "manual", "watch": 0}
+        with console.status(f"rollout rollbacks: 0/{args.rollout_rounds}") as st:
+            for i in range(args.rollout_rounds):
+                wait_for(lambda: steadily("1"), 10, "v1 to serve")
+                r = api.post("/api/rollouts", json={"spec": spec})
+                if r.status_code != 201:
+                    raise RuntimeError(f"rollout start refused: {r.status_code} {r.text}")
+                rid = r.json()["id"]
+                # the 50% canary is live once both versions answer
+                wait_for(lambda: "2" in {serving() for _ in range(8)}, 15, "the canary to take traffic")
+                time.sleep(0.3)
+                t_cmd = time.monotonic()
+                r = api.post("/api/models/m/rollback")
+                t_ack = time.monotonic()
+                r.raise_for_status()
+                mark = Mark("rollout", t_cmd, t_ack, answer=r.json() | {"id": rid})
+                time.sleep(args.observe)
+                mark.t_end = time.monotonic()
+                marks.append(mark)
+                wait_for(lambda: not api.get("/api/rollouts", params={"model": "m", "active": True}).json(), 15,
+                         "the rollout to end", pause=0.1)
+                st.update(f"rollout rollbacks: {i + 1}/{args.rollout_rounds}")
+        stop.write_text("stop")
+        client_proc.wait(timeout=60)
+        data = json.loads(out.read_text())
+        rows = [tuple(r) for r in data["rows"]]
+        rollouts = api.get("/api/rollouts", params={"model": "m", "limit": 100}).json()
+    finally:
+        if client_proc is not None and client_proc.poll() is None:
+            client_proc.terminate()
+            client_proc.wait(timeout=10)
+        server.stop()
+
+    failed = [r for r in rows if r[2] != 200]
+    mismatched = [r for r in rows if r[2] == 200 and EXPECTED.get(r[3]) != r[4]]
+    results = {kind: [analyse(m, rows, "1") for m in marks if m.kind == kind] for kind in ("alias", "rollout")}
+    duration = rows[-1][0] - rows[0][0] if rows else 0.0
+    lat = sorted((r[1] - r[0]) * 1000 for r in rows if r[2] == 200)
+
+    table = Table(title=f"rollback → new requests on the old champion (client {args.rate:g} req/s open loop, "
+                        f"resolution {1000 / args.rate:.1f} ms)")
+    table.add_column("rollback of", justify="left")
+    table.add_column("n", justify="right")
+    table.add_column("figure (ms after the command)", justify="left")
+    for col in ("median", "p95", "max"):
+        table.add_column(col, justify="right")
+    table.add_column(f"max < {args.limit_ms:g} ms", justify="center")
+    verdict_ok = True
+    for kind, label in (("alias", "champion v2 → previous v1"), ("rollout", "50% canary of v2 → v1")):
+        rs = results[kind]
+        if not rs:
+            continue
+        for key, name in (("first_ms", "first v1 (sent)"), ("all_ms", "all v1 (sent)  ← claim"),
+                          ("all_seen_ms", "all v1 (answer seen)"), ("ack_ms", "API call round trip")):
+            vals = [r[key] for r in rs]
+            ok = max(vals) < args.limit_ms
+            if key == "all_ms":
+                verdict_ok &= ok
+            table.add_row(label if key == "first_ms" else "", str(len(rs)), name, f"{statistics.median(vals):.1f}",
+                          f"{pct(vals, 95):.1f}", f"{max(vals):.1f}",
+                          ("[green]yes[/]" if ok else "[red]no[/]") if key in ("all_ms", "all_seen_ms") else "")
+    console.print(table)
+
+    detail = Table(title="per rollback (ms after the command)")
+    for col in ("#", "kind", "requests after", "stragglers (old version)", "first v1", "all v1 sent", "all v1 seen",
+                "ack"):
+        detail.add_column(col, justify="right")
+    for i, (m, r) in enumerate(((m, analyse(m, rows, "1")) for m in marks), 1):
+        detail.add_row(str(i), m.kind, str(r["requests"]), str(r["stragglers"]), f"{r['first_ms']:.1f}",
+                       f"{r['all_ms']:.1f}", f"{r['all_seen_ms']:.1f}", f"{r['ack_ms']:.1f}")
+    console.print(detail)
+    phases = {}
+    for ro in rollouts:
+        phases[ro["status"].get("phase")] = phases.get(ro["status"].get("phase"), 0) + 1
+    console.print(
+        f"client: {len(rows)} requests in {duration:.1f} s, failed {len(failed)}, answers not matching their "
+        f"x-changeover-version {len(mismatched)}, skipped sends {data['skipped']}, request latency p50 "
+        f"{pct(lat, 50):.1f} ms p99 {pct(lat, 99):.1f} ms; rollouts by final phase {phases}")
+    console.print(f"server timers: controller tick {server.env['CHANGEOVER_CONTROLLER_TICK_S']} s, policy poll "
+                  f"{server.env['CHANGEOVER_POLICY_POLL_S']} s (a switch slower than the tick would mean the wake "
+                  "path failed)")
+    if failed:
+        console.print(f"[red]failed requests, e.g. {failed[:3]}[/]")
+    console.print(f"claim 'new requests on the old champion within {args.limit_ms:g} ms': "
+                  + ("[green]holds[/]" if verdict_ok else "[red]does NOT hold[/]"))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
