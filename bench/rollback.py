@@ -53,46 +53,41 @@ async def client_main(url: str, out: Path, stop: Path, ready: Path, rate: float,
     if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("loopback only")
     body = json.dumps(BODY).encode()
+    headers = {"content-type": "application/json"}
     rows: list[tuple[float, float, int, str, float | None]] = []
-    skipped = 0
+    late = 0  # slots missed because the previous request of that worker was still out
+    # Paced workers, each with its own connection: a request leaves the moment it is timed
+    # (no client-side queue for a connection), and a slow server slows the pace instead of
+    # building a backlog. Total pace: `rate` requests per second while the server keeps up.
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
-        # warm the connections before the clock starts
-        await asyncio.gather(*(client.post(url, content=body, headers={"content-type": "application/json"})
-                               for _ in range(concurrency)))
+        await asyncio.gather(*(client.post(url, content=body, headers=headers) for _ in range(concurrency)))
         ready.write_text("ok")
-
-        async def one() -> None:
-            sent = time.monotonic()
-            try:
-                r = await client.post(url, content=body, headers={"content-type": "application/json"})
-                version = r.headers.get("x-changeover-version", "-")
-                value = r.json()["outputs"][0]["data"][0] if r.status_code == 200 else None
-                rows.append((sent, time.monotonic(), r.status_code, version, value))
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                rows.append((sent, time.monotonic(), 0, type(exc).__name__, None))
-
-        interval = 1.0 / rate
-        tasks: set[asyncio.Task[None]] = set()
         start = time.monotonic()
-        next_at = start
+        period = concurrency / rate
         max_requests = int(rate * max_seconds) + 1
-        sent = 0
-        while time.monotonic() - start < max_seconds and sent < max_requests:
-            if sent % 20 == 0 and stop.exists():
-                break
-            now = time.monotonic()
-            if now < next_at:
-                await asyncio.sleep(next_at - now)
-            next_at += interval
-            if len(tasks) >= concurrency * 8:  # bounded: never queue without end
-                skipped += 1
-                continue
-            task = asyncio.create_task(one())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            sent += 1
-        await asyncio.gather(*tasks)
+
+        async def worker(index: int) -> None:
+            nonlocal late
+            next_at = start + index * period / concurrency
+            while time.monotonic() - start < max_seconds and len(rows) < max_requests and not stop.exists():
+                now = time.monotonic()
+                if now < next_at:
+                    await asyncio.sleep(next_at - now)
+                else:
+                    late += 1
+                next_at = max(next_at + period, time.monotonic())
+                sent = time.monotonic()
+                try:
+                    r = await client.post(url, content=body, headers=headers)
+                    version = r.headers.get("x-changeover-version", "-")
+                    value = r.json()["outputs"][0]["data"][0] if r.status_code == 200 else None
+                    rows.append((sent, time.monotonic(), r.status_code, version, value))
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    rows.append((sent, time.monotonic(), 0, type(exc).__name__, None))
+
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    skipped = late
     out.write_text(json.dumps({"rows": rows, "skipped": skipped}))
 
 
@@ -106,6 +101,7 @@ class Mark:
     t_ack: float
     t_end: float = 0.0
     answer: dict | None = None
+    wall: float = 0.0  # time.time() at t_cmd, to place the server's audit events
 
 
 def wait_for(predicate, timeout: float, what: str, pause: float = 0.02) -> None:
@@ -133,6 +129,15 @@ def analyse(mark: Mark, rows: list[tuple[float, float, int, str, float | None]],
     else:
         out["all_ms"] = out["all_seen_ms"] = float("inf")
     return out
+
+
+def published_ms(mark: Mark, events: list[dict]) -> float:
+    """When the controller committed the policy that sends everything to v1 (audit log time)."""
+    for e in events:
+        policy = (e.get("evidence") or {}).get("policy") or {}
+        if e["kind"] == "policy" and e["at"] >= mark.wall and policy.get("champion") == 1 and not policy.get("weights"):
+            return (e["at"] - mark.wall) * 1000
+    return float("inf")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -219,11 +224,11 @@ def main() -> None:
                     set_champion(2)
                 wait_for(lambda: steadily("2"), 10, "v2 to serve again")
                 time.sleep(0.2)
-                t_cmd = time.monotonic()
+                wall, t_cmd = time.time(), time.monotonic()
                 r = api.post("/api/models/m/rollback")
                 t_ack = time.monotonic()
                 r.raise_for_status()
-                mark = Mark("alias", t_cmd, t_ack, answer=r.json())
+                mark = Mark("alias", t_cmd, t_ack, answer=r.json(), wall=wall)
                 time.sleep(args.observe)
                 mark.t_end = time.monotonic()
                 marks.append(mark)
@@ -241,11 +246,11 @@ def main() -> None:
                 # the 50% canary is live once both versions answer
                 wait_for(lambda: "2" in {serving() for _ in range(8)}, 15, "the canary to take traffic")
                 time.sleep(0.3)
-                t_cmd = time.monotonic()
+                wall, t_cmd = time.time(), time.monotonic()
                 r = api.post("/api/models/m/rollback")
                 t_ack = time.monotonic()
                 r.raise_for_status()
-                mark = Mark("rollout", t_cmd, t_ack, answer=r.json() | {"id": rid})
+                mark = Mark("rollout", t_cmd, t_ack, answer=r.json() | {"id": rid}, wall=wall)
                 time.sleep(args.observe)
                 mark.t_end = time.monotonic()
                 marks.append(mark)
@@ -257,6 +262,7 @@ def main() -> None:
         data = json.loads(out.read_text())
         rows = [tuple(r) for r in data["rows"]]
         rollouts = api.get("/api/rollouts", params={"model": "m", "limit": 100}).json()
+        events = api.get("/api/events", params={"model": "m", "limit": 10000}).json()
     finally:
         if client_proc is not None and client_proc.poll() is None:
             client_proc.terminate()
@@ -265,7 +271,8 @@ def main() -> None:
 
     failed = [r for r in rows if r[2] != 200]
     mismatched = [r for r in rows if r[2] == 200 and EXPECTED.get(r[3]) != r[4]]
-    results = {kind: [analyse(m, rows, "1") for m in marks if m.kind == kind] for kind in ("alias", "rollout")}
+    results = {kind: [analyse(m, rows, "1") | {"published_ms": published_ms(m, events)} for m in marks if m.kind == kind]
+               for kind in ("alias", "rollout")}
     duration = rows[-1][0] - rows[0][0] if rows else 0.0
     lat = sorted((r[1] - r[0]) * 1000 for r in rows if r[2] == 200)
 
@@ -283,7 +290,8 @@ def main() -> None:
         if not rs:
             continue
         for key, name in (("first_ms", "first v1 (sent)"), ("all_ms", "all v1 (sent)  ← claim"),
-                          ("all_seen_ms", "all v1 (answer seen)"), ("ack_ms", "API call round trip")):
+                          ("all_seen_ms", "all v1 (answer seen)"), ("ack_ms", "API call round trip"),
+                          ("published_ms", "policy committed (audit log)")):
             vals = [r[key] for r in rs]
             ok = max(vals) < args.limit_ms
             if key == "all_ms":
@@ -294,19 +302,21 @@ def main() -> None:
     console.print(table)
 
     detail = Table(title="per rollback (ms after the command)")
-    for col in ("#", "kind", "requests after", "stragglers (old version)", "first v1", "all v1 sent", "all v1 seen",
-                "ack"):
+    for col in ("#", "kind", "requests after", "old-version answers", "first v1", "all v1 sent", "all v1 seen",
+                "ack", "policy committed"):
         detail.add_column(col, justify="right")
-    for i, (m, r) in enumerate(((m, analyse(m, rows, "1")) for m in marks), 1):
+    for i, m in enumerate(marks, 1):
+        r = analyse(m, rows, "1")
         detail.add_row(str(i), m.kind, str(r["requests"]), str(r["stragglers"]), f"{r['first_ms']:.1f}",
-                       f"{r['all_ms']:.1f}", f"{r['all_seen_ms']:.1f}", f"{r['ack_ms']:.1f}")
+                       f"{r['all_ms']:.1f}", f"{r['all_seen_ms']:.1f}", f"{r['ack_ms']:.1f}",
+                       f"{published_ms(m, events):.1f}")
     console.print(detail)
     phases = {}
     for ro in rollouts:
         phases[ro["status"].get("phase")] = phases.get(ro["status"].get("phase"), 0) + 1
     console.print(
         f"client: {len(rows)} requests in {duration:.1f} s, failed {len(failed)}, answers not matching their "
-        f"x-changeover-version {len(mismatched)}, skipped sends {data['skipped']}, request latency p50 "
+        f"x-changeover-version {len(mismatched)}, late sends {data['skipped']}, request latency p50 "
         f"{pct(lat, 50):.1f} ms p99 {pct(lat, 99):.1f} ms; rollouts by final phase {phases}")
     console.print(f"server timers: controller tick {server.env['CHANGEOVER_CONTROLLER_TICK_S']} s, policy poll "
                   f"{server.env['CHANGEOVER_POLICY_POLL_S']} s (a switch slower than the tick would mean the wake "

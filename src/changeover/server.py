@@ -19,6 +19,8 @@ from changeover.api.rollout_routes import make_rollout_router
 from changeover.control.loop import Controller
 from changeover.control.rollouts import RolloutReconciler
 from changeover.evaluation.jobs import gate_job
+from changeover.monitoring.figures import rollback_on_alert
+from changeover.monitoring.service import Monitoring
 from changeover.gateway.app import Gateway
 from changeover.registry.artifacts import ArtifactStore
 from changeover.registry.service import Registry
@@ -45,6 +47,10 @@ class Server:
         self.gateway = Gateway(self.store, self.registry, settings)
         self.controller = Controller(self.store, tick_s=settings.controller_tick_s)
         self.jobs = JobRunner()
+        self.monitoring = Monitoring(
+            self.store, token, registry=self.gateway.metrics.registry, rules=settings.alert_rules,
+            on_rollback=rollback_on_alert(self.store, self.controller.wake),
+            leading=lambda: self.controller.leading, interval_s=settings.alert_interval_s)
         self.controller.rollouts = RolloutReconciler(self.store, holder=self.controller.holder,
                                                      run_gate=self.submit_gate)
 
@@ -76,9 +82,11 @@ class Server:
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await self.gateway.start()
             self.controller.start()
+            self.monitoring.start()
             try:
                 yield
             finally:
+                self.monitoring.stop()
                 self.controller.stop()
                 self.jobs.close()
                 await self.gateway.stop()
@@ -92,6 +100,8 @@ class Server:
         app.include_router(make_router(ctx))
         app.include_router(make_evaluation_router(ctx))
         app.include_router(make_rollout_router(ctx))
+        for router in self.monitoring.routers():
+            app.include_router(router)
         install_error_handlers(app)
         for route in self.gateway.routes():
             app.router.routes.append(route)

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     policy_poll_s: float = 2.0
     """Gateways poll for a new traffic policy generation this often (fallback to notifications)."""
 
+    alert_rules: Path | None = None
+    """A YAML/JSON file of alert rules (see docs/monitoring.md); none by default."""
+
+    alert_interval_s: float = 10.0
+    """Alert rules and monitoring gauges are evaluated this often."""
+
     trust_pickle: bool = False
     """Allow pickle artifacts whose version was not pushed with --trust (never recommended)."""
 

@@ -300,8 +300,8 @@ function chart(id, title, xs, series, opts = {}) {
   const yfmt = opts.percent ? (v) => `${fmt(v * 100, 1)}%` : (v) => fmt(v, 2);
   const grid = [lo, (lo + hi) / 2, hi].map((v) =>
     `<line class="grid" x1="${L}" x2="${W - R}" y1="${py(v)}" y2="${py(v)}"></line><text x="2" y="${py(v) + 3}">${esc(yfmt(v))}</text>`).join("");
-  const ticks = [x0, (x0 + x1) / 2, x1].map((x, i) =>
-    `<text x="${Math.min(px(x) - (i ? 24 : 0), W - 50)}" y="${H - 6}">${esc(time(x))}</text>`).join("");
+  const ticks = [[x0, "start"], [(x0 + x1) / 2, "middle"], [x1, "end"]].map(([x, anchor]) =>
+    `<text x="${px(x)}" y="${H - 6}" text-anchor="${anchor}">${esc(time(x))}</text>`).join("");
   const lines = series.map((s) => {
     const segments = [];
     let current = [];
@@ -320,7 +320,7 @@ function chart(id, title, xs, series, opts = {}) {
   return `<article class="card" id="chart-${id}"><h2>${esc(title)}</h2><svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}">${grid}${ticks}${threshold}${lines}</svg>${legend}</article>`;
 }
 
-function perVersion(series, key, mid, extra = {}) {
+function perVersion(series, key, extra = {}) {
   return Object.entries((series && series.versions) || {}).filter(([, s]) => s[key]).map(([v, s]) => ({
     name: `v${v}${extra.suffix || ""}`, colour: colour(v), values: s[key], dashed: extra.dashed,
   }));
@@ -331,7 +331,7 @@ function renderCharts(series, history) {
   if (!series || series.__error) { box.innerHTML = `<article class="card"><p class="muted">Charts unavailable.</p></article>`; return; }
   const mids = (series.buckets || []).map((b) => b + series.step / 2);
   const shadows = Object.entries(series.shadows || {}).map(([v, s]) => ({ name: `v${v} vs champion`, colour: colour(v), values: s.agreement }));
-  const onlineName = series.online_metric || "online metric";
+  const onlineTitle = series.online_metric ? `Online ${series.online_metric.replace("_", " ")}` : "Online metric";
   const driftSeries = [];
   let driftX = [];
   if (history && !history.__error && history.available) {
@@ -343,10 +343,10 @@ function renderCharts(series, history) {
     chart("requests", "Requests / s", mids, perVersion(series, "rps"), { min: 0 }),
     chart("errors", "Error rate", mids, perVersion(series, "error_rate"), { min: 0, percent: true }),
     chart("latency", "Latency ms (p99 solid, p50 dashed)", mids,
-      [...perVersion(series, "latency_p99_ms", mids, { suffix: " p99" }), ...perVersion(series, "latency_p50_ms", mids, { suffix: " p50", dashed: true })], { min: 0 }),
+      [...perVersion(series, "latency_p99_ms", { suffix: " p99" }), ...perVersion(series, "latency_p50_ms", { suffix: " p50", dashed: true })], { min: 0 }),
     chart("agreement", "Shadow agreement", mids, shadows, { min: 0, max: 1, percent: true }),
     chart("drift", history && history.available === false ? "Drift (no reference profile)" : "Drift", driftX, driftSeries, { min: 0 }),
-    chart("online", `Online ${onlineName}`, mids, perVersion(series, "online"), onlineName === "accuracy" ? { percent: true } : {}),
+    chart("online", onlineTitle, mids, perVersion(series, "online"), series.online_metric === "accuracy" ? { percent: true, min: 0, max: 1 } : {}),
   ].join("");
 }
 
