@@ -11,9 +11,10 @@ import argparse
 import shutil
 
 from common import ServerProcess, body_file, free_port, load, start_process, tmpdir, wait_ready
-from modelfiles import breast_cancer, v2_request
 from rich.console import Console
 from rich.table import Table
+
+from modelfiles import breast_cancer, v2_request
 
 
 def main() -> None:

@@ -19,9 +19,9 @@ from changeover.api.rollout_routes import make_rollout_router
 from changeover.control.loop import Controller
 from changeover.control.rollouts import RolloutReconciler
 from changeover.evaluation.jobs import gate_job
+from changeover.gateway.app import Gateway
 from changeover.monitoring.figures import rollback_on_alert
 from changeover.monitoring.service import Monitoring
-from changeover.gateway.app import Gateway
 from changeover.registry.artifacts import ArtifactStore
 from changeover.registry.service import Registry
 from changeover.settings import Settings

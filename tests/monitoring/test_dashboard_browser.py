@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from monhelpers import TOKEN, LiveServer, add_request, add_window, build_app, push
+from monhelpers import TOKEN, LiveServer, add_feedback, add_request, add_window, build_app, push
 from sqlalchemy import insert, update
 
 from changeover.domain.policy import TrafficPolicy
+from changeover.monitoring.alerts import parse_rules
 from changeover.monitoring.drift_monitor import set_reference_profile
+from changeover.monitoring.engine import AlertEngine
+from changeover.monitoring.figures import StoreFigures
 from changeover.store import tables as t
 from changeover.store.store import Store
 
@@ -65,7 +68,8 @@ def live(store: Store, tmp_path: Path) -> Iterator[LiveServer]:
     set_reference_profile(store, "m", 1, {"x": rng.normal(size=(500, 2))}, rng.random(500))
     now = time.time()
     for i in range(30):
-        add_request(store, "m", 1, now - 280 + i * 9, output={"label": 1}, x=rng.normal(size=(3, 2)).tolist())
+        rid = add_request(store, "m", 1, now - 280 + i * 9, output={"label": 1}, x=rng.normal(size=(3, 2)).tolist())
+        add_feedback(store, rid, "m", now - 270 + i * 9, now - 280 + i * 9, label=int(rng.random() < 0.9))
         add_window(store, "m", 1, now - 290 + i * 9, now - 281 + i * 9, requests=40 + i, errors=i % 7 == 0,
                    latencies=list(rng.gamma(2, 3, 20)), predictions=list(rng.random(20)))
         if i > 20:
@@ -77,8 +81,16 @@ def live(store: Store, tmp_path: Path) -> Iterator[LiveServer]:
         for kind, at in (("gate", now - 250), ("shadow", now - 120)):
             conn.execute(insert(t.analyses).values(rollout_id=rollout, model="m", version=2, kind=kind, outcome="pass",
                                                    evidence={"agreement": 0.97, "requests": 5000}, at=at))
+        conn.execute(insert(t.shadow_pairs), [
+            {"model": "m", "shadow_version": 2, "champion_version": 1, "request_id": f"s{i}", "at": now - 200 + i * 3,
+             "champion_output": {"label": 1}, "shadow_output": {"label": int(rng.random() < 0.95)}}
+            for i in range(40)])
     canary(store, 5.0, 0)
-    with LiveServer(build_app(store, tmp_path)) as server:
+    rules = parse_rules([{"name": "m-p99", "metric": "latency_p99_ms", "condition": ">", "threshold": 1,
+                          "window": "10m", "severity": "page", "rollback": True}])
+    engine = AlertEngine(store, rules, StoreFigures(store))
+    engine.evaluate()
+    with LiveServer(build_app(store, tmp_path, engine=engine)) as server:
         yield server
 
 
@@ -115,6 +127,9 @@ def test_the_dashboard_in_a_real_browser(live: LiveServer, store: Store, tmp_pat
             page.wait_for_selector("#chart-requests polyline", timeout=10_000)
             page.wait_for_selector("#chart-latency polyline", timeout=10_000)
             page.wait_for_selector("#drift table", timeout=10_000)
+            page.wait_for_selector("#chart-agreement polyline", timeout=10_000)
+            page.wait_for_selector("#chart-online polyline", timeout=10_000)
+            assert "firing" in page.inner_text("#alerts") and "accuracy" in page.inner_text("#online")
             assert "step.started" in page.inner_text("#events")
             # the rollout moves: the page follows on its own
             canary(store, 25.0, 1)
