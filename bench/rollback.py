@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -114,9 +115,12 @@ def wait_for(predicate, timeout: float, what: str, pause: float = 0.02) -> None:
 
 
 def analyse(mark: Mark, rows: list[tuple[float, float, int, str, float | None]], target: str) -> dict:
-    after = [r for r in rows if mark.t_cmd <= r[0] < mark.t_end]
+    # Sent after the command, and answered before the next move of traffic: a request still
+    # out when the next move was sent may have been routed after it, so it says nothing.
+    after = [r for r in rows if mark.t_cmd <= r[0] and r[1] < mark.t_end]
     after.sort(key=lambda r: r[0])
-    out: dict = {"requests": len(after), "ack_ms": (mark.t_ack - mark.t_cmd) * 1000}
+    out: dict = {"requests": len(after), "ack_ms": (mark.t_ack - mark.t_cmd) * 1000,
+                 "excluded": sum(1 for r in rows if mark.t_cmd <= r[0] < mark.t_end <= r[1])}
     first = next((r for r in after if r[3] == target), None)
     out["first_ms"] = (first[0] - mark.t_cmd) * 1000 if first else float("inf")
     out["first_seen_ms"] = (first[1] - mark.t_cmd) * 1000 if first else float("inf")
@@ -152,12 +156,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=20, help="alias rollbacks (champion v2 -> v1)")
     parser.add_argument("--rollout-rounds", type=int, default=5, help="rollbacks of a running 50%% canary")
-    parser.add_argument("--rate", type=float, default=200.0, help="client requests per second (open loop)")
-    parser.add_argument("--concurrency", type=int, default=8, help="client connections")
-    parser.add_argument("--observe", type=float, default=0.6, help="seconds watched after each rollback")
+    parser.add_argument("--rate", type=float, default=100.0, help="client requests per second (open loop)")
+    parser.add_argument("--concurrency", type=int, default=4, help="client connections (paced workers)")
+    parser.add_argument("--observe", type=float, default=1.0, help="seconds watched after each rollback")
     parser.add_argument("--limit-ms", type=float, default=100.0)
     parser.add_argument("--fast-timers", action="store_true",
                         help="controller tick 0.2 s / policy poll 0.5 s (tests' settings) instead of production's")
+    parser.add_argument("--save", type=Path, default=None, help="write raw requests, marks and audit events here (JSON)")
     parser.add_argument("--client", nargs=4, metavar=("URL", "OUT", "STOP", "READY"), help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=150.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,7 +178,8 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    load_before = os.getloadavg()
     work = tmpdir()
     timers = ({} if args.fast_timers else
               {"CHANGEOVER_CONTROLLER_TICK_S": "1.0", "CHANGEOVER_POLICY_POLL_S": "2.0",
@@ -269,15 +275,20 @@ def main() -> None:
             client_proc.wait(timeout=10)
         server.stop()
 
+    if args.save:
+        args.save.write_text(json.dumps({"rows": rows, "marks": [m.__dict__ for m in marks], "events": events}))
     failed = [r for r in rows if r[2] != 200]
     mismatched = [r for r in rows if r[2] == 200 and EXPECTED.get(r[3]) != r[4]]
     results = {kind: [analyse(m, rows, "1") | {"published_ms": published_ms(m, events)} for m in marks if m.kind == kind]
                for kind in ("alias", "rollout")}
-    duration = rows[-1][0] - rows[0][0] if rows else 0.0
+    duration = max(r[0] for r in rows) - min(r[0] for r in rows) if rows else 0.0
     lat = sorted((r[1] - r[0]) * 1000 for r in rows if r[2] == 200)
+    sends = sorted(r[0] for r in rows)
+    gaps = [(b - a) * 1000 for a, b in zip(sends, sends[1:])]
 
-    table = Table(title=f"rollback → new requests on the old champion (client {args.rate:g} req/s open loop, "
-                        f"resolution {1000 / args.rate:.1f} ms)")
+    table = Table(title=f"rollback → new requests on the old champion (client paced at {args.rate:g} req/s, "
+                        f"achieved {len(rows) / max(duration, 1e-9):.0f} req/s, median gap between sends "
+                        f"{pct(gaps, 50):.1f} ms)")
     table.add_column("rollback of", justify="left")
     table.add_column("n", justify="right")
     table.add_column("figure (ms after the command)", justify="left")
@@ -302,12 +313,12 @@ def main() -> None:
     console.print(table)
 
     detail = Table(title="per rollback (ms after the command)")
-    for col in ("#", "kind", "requests after", "old-version answers", "first v1", "all v1 sent", "all v1 seen",
+    for col in ("#", "kind", "requests after", "old-version answers", "in flight at end", "first v1", "all v1 sent", "all v1 seen",
                 "ack", "policy committed"):
         detail.add_column(col, justify="right")
     for i, m in enumerate(marks, 1):
         r = analyse(m, rows, "1")
-        detail.add_row(str(i), m.kind, str(r["requests"]), str(r["stragglers"]), f"{r['first_ms']:.1f}",
+        detail.add_row(str(i), m.kind, str(r["requests"]), str(r["stragglers"]), str(r["excluded"]), f"{r['first_ms']:.1f}",
                        f"{r['all_ms']:.1f}", f"{r['all_seen_ms']:.1f}", f"{r['ack_ms']:.1f}",
                        f"{published_ms(m, events):.1f}")
     console.print(detail)
@@ -318,6 +329,8 @@ def main() -> None:
         f"client: {len(rows)} requests in {duration:.1f} s, failed {len(failed)}, answers not matching their "
         f"x-changeover-version {len(mismatched)}, late sends {data['skipped']}, request latency p50 "
         f"{pct(lat, 50):.1f} ms p99 {pct(lat, 99):.1f} ms; rollouts by final phase {phases}")
+    console.print(f"machine: {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.1f} before, "
+                  f"{os.getloadavg()[0]:.1f} after (other work shares the CPUs)")
     console.print(f"server timers: controller tick {server.env['CHANGEOVER_CONTROLLER_TICK_S']} s, policy poll "
                   f"{server.env['CHANGEOVER_POLICY_POLL_S']} s (a switch slower than the tick would mean the wake "
                   "path failed)")

@@ -232,3 +232,12 @@ def test_aa_runs_consulted_every_window_rarely_fail() -> None:
                 failed += 1
                 break
     assert failed / runs <= CONFIG.alpha
+
+
+def test_public_names_exist() -> None:
+    from changeover.domain import drift, kayenta, sequential
+    from changeover.domain import judge as judge_module
+
+    for module in (sequential, kayenta, judge_module, drift):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"

@@ -4,6 +4,7 @@ rollout as it moves, and leaves a screenshot."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -32,6 +33,22 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"
 OUT = Path(__file__).resolve().parents[2] / "out"
 SPEC = {"model": "m", "candidate": "2", "gate": {"task": "classification"}, "shadow": {"sample": 1.0},
         "canary": {"steps": [5, 25, 50], "bake": "10m"}, "promote": "auto", "watch": "1h"}
+
+
+# stage states, one letter each (done, current, failed, todo) over gate shadow 5% 25% 50% promote watch
+STAGE_CASES = [
+    ({"phase": "pending", "step_index": -1}, [], "ttttttt"),
+    ({"phase": "gating", "step_index": -1}, [], "ctttttt"),
+    ({"phase": "shadowing", "step_index": -1}, [{"kind": "gate"}], "dcttttt"),
+    ({"phase": "paused", "paused_from": "shadowing", "step_index": -1}, [], "dcttttt"),
+    ({"phase": "progressing", "step_index": 2}, [], "ddddctt"),
+    ({"phase": "promoting", "step_index": 2}, [], "dddddct"),
+    ({"phase": "watching", "step_index": 2}, [], "ddddddc"),
+    ({"phase": "promoted", "step_index": 2}, [], "ddddddd"),
+    ({"phase": "rolled_back", "step_index": -1}, [{"kind": "gate"}, {"kind": "shadow"}], "dfttttt"),
+    ({"phase": "rolled_back", "step_index": 1}, [{"kind": "canary"}], "dddfttt"),
+    ({"phase": "rolled_back", "step_index": 2}, [{"kind": "watch"}], "ddddddf"),
+]
 
 
 def need_browser() -> Any:
@@ -75,9 +92,11 @@ def live(store: Store, tmp_path: Path) -> Iterator[LiveServer]:
         if i > 20:
             add_window(store, "m", 2, now - 290 + i * 9, now - 281 + i * 9, requests=3, latencies=[6.0, 9.0])
     with store.tx() as conn:
-        rollout = conn.execute(insert(t.rollouts).values(
+        key = conn.execute(insert(t.rollouts).values(
             model="m", spec=SPEC, status={"phase": "pending", "step_index": -1, "weight": 0.0}, active=True,
-            created_at=now - 300, updated_at=now)).inserted_primary_key[0]
+            created_at=now - 300, updated_at=now)).inserted_primary_key
+        assert key is not None
+        rollout = key[0]
         for kind, at in (("gate", now - 250), ("shadow", now - 120)):
             conn.execute(insert(t.analyses).values(rollout_id=rollout, model="m", version=2, kind=kind, outcome="pass",
                                                    evidence={"agreement": 0.97, "requests": 5000}, at=at))
@@ -140,6 +159,11 @@ def test_the_dashboard_in_a_real_browser(live: LiveServer, store: Store, tmp_pat
             assert page.get_attribute("#rollout-steps [data-stage='5%']", "class") == "step done"
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
+            # the road of steps for every phase (the page's own function, table-driven)
+            for status, analyses, expected in STAGE_CASES:
+                got = page.evaluate("([status, analyses]) => stages({spec: SPEC, status, analyses})"
+                                    .replace("SPEC", json.dumps(SPEC)), [status, analyses])
+                assert "".join(s["state"][0] for s in got) == expected, (status, got)
             # the token is kept: a reload goes straight to the data
             page.reload()
             page.wait_for_selector("#models button[data-model='m']", timeout=10_000)

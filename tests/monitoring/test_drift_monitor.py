@@ -4,6 +4,7 @@ from the reference raise no drift; a clear shift does, on the shifted input only
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,7 @@ def test_expected_columns_follow_the_signature() -> None:
 
 
 def test_recorded_columns_stack_requests() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2, 2], "data": [1, 2, 3, 4]}]},
         {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [5, None]}]},
         {"inputs": [{"name": "x", "datatype": "FP64", "shape": [3, 2], "data": [1]}]},  # malformed: left out
@@ -72,7 +73,8 @@ def test_profile_from_a_named_feature_table(store: Store) -> None:
     profile = set_reference_profile(store, "m", "1", reference(rng, 800), rng.beta(2, 5, 800))
     assert sorted(profile["columns"]) == ["x[0]", "x[1]"]
     assert profile["feature_names"] == {"x[0]": "age", "x[1]": "income"}
-    assert store.version("m", 1).profile is not None and store.version("m", 1).profile["prediction"]["kind"] == "numeric"
+    stored = store.version("m", 1).profile
+    assert stored is not None and stored["prediction"]["kind"] == "numeric"
     assert any(e["kind"] == "profile" for e in store.events("m"))
 
 

@@ -118,3 +118,13 @@ def test_timeseries_per_version_and_bucket(store: Store) -> None:
     assert two["error_rate"] == [None, 0.5] and two["mean_prediction"] == [None, pytest.approx(0.7)]
     assert series["online_metric"] == "accuracy"
     assert one["online"] == [1.0, None] and two["online"] == [None, 0.0]
+
+
+def test_a_busy_bucket_reads_the_samples_of_a_few_windows(store: Store) -> None:
+    push(store, "m", 1)
+    since = 2_000_000.0
+    for i in range(10):
+        add_window(store, "m", 1, since + i, since + i + 0.5, requests=10, errors=i % 2, latencies=[float(i)])
+    series = timeseries(store, "m", since=since, until=since + 60, step=60)["versions"]["1"]
+    assert series["requests"] == [100] and series["errors"] == [5]  # counts from every window
+    assert series["latency_p50_ms"][0] in {0.0, 2.0, 5.0, 7.0}  # samples from 4 windows spread evenly

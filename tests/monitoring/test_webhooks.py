@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from monhelpers import Receiver, free_port
 
@@ -67,3 +69,18 @@ def test_background_delivery_reaches_every_url() -> None:
 def test_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError):
         WebhookSender(attempts=0)
+
+
+def test_close_cuts_the_back_off_short() -> None:
+    with Receiver([503] * 10) as receiver:
+        sender = WebhookSender(attempts=5, backoff_s=30.0)  # waits on its own event, not time.sleep
+        sender.submit([receiver.url], {"text": "x"})
+        deadline = time.monotonic() + 10
+        while not receiver.received:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+        sender.close()
+        assert time.monotonic() - started < 3
+    (delivery,) = sender.deliveries
+    assert not delivery.ok and delivery.attempts == 1 and "closed" in (delivery.error or "")

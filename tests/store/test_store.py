@@ -155,7 +155,7 @@ def test_concurrent_pushes_of_different_artifacts_get_distinct_numbers(store: St
         barrier = threading.Barrier(n)
         results: list[int] = []
 
-        def worker(i: int, model: str = model, barrier: threading.Barrier = barrier,
+        def worker(i: int, r: int = r, model: str = model, barrier: threading.Barrier = barrier,
                    results: list[int] = results) -> None:
             try:
                 barrier.wait()

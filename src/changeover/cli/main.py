@@ -128,7 +128,10 @@ def alias_set(name: str, alias: str, version: int,
     if as_json:
         print_json(data)
         return
-    console.print(f"{alias} of {name}: v{data['previous']} → v{data['version']}")
+    if data["previous"] is None:
+        console.print(f"{alias} of {name} set to v{data['version']}")
+    else:
+        console.print(f"{alias} of {name}: v{data['previous']} → v{data['version']}")
 
 
 @app.command()

@@ -171,23 +171,25 @@ class Gateway:
             current = self.policies.get(model)
             if policy is None or (current is not None and current.generation >= policy.generation):
                 return
-            try:
-                for version in sorted(policy.loaded_versions):
+            try:  # every version that serves must load and warm, or this gateway keeps the old policy
+                for version in sorted(policy.serving_versions):
                     await anyio.to_thread.run_sync(self.record, model, version)
                     await self.pool.ensure(model, version)
             except (LoadFailed, NotFound, ChangeoverError) as exc:
-                reason = str(exc)
-                await anyio.to_thread.run_sync(
-                    lambda: self.store.add_event(
-                        "load_failed",
-                        f"gateway {self.replica} keeps generation {current.generation if current else 'none'} "
-                        f"of {model}: {reason}",
-                        model=model, actor=f"gateway:{self.replica}",
-                        evidence={"generation": policy.generation, "reason": reason},
-                        dedup=f"load_failed:{model}:{policy.generation}:{self.replica}",
-                    )
-                )
+                await self._load_failed(model, policy, current, str(exc))
                 return
+            # a warm or shadow version that fails is left out; users are served all the same
+            broken: set[int] = set()
+            for version in sorted(policy.loaded_versions - policy.serving_versions):
+                try:
+                    await anyio.to_thread.run_sync(self.record, model, version)
+                    await self.pool.ensure(model, version)
+                except (LoadFailed, NotFound, ChangeoverError) as exc:
+                    broken.add(version)
+                    await self._load_failed(model, policy, current, str(exc), left_out=version)
+            if broken:
+                policy = policy.evolve(warm=tuple(v for v in policy.warm if v not in broken),
+                                       shadows=tuple(s for s in policy.shadows if s.version not in broken))
             self.policies[model] = policy
             self.pool.retain(model, policy.loaded_versions)
             self.metrics.generation.labels(model).set(policy.generation)
@@ -197,6 +199,19 @@ class Gateway:
                     weight = 100.0 - sum(policy.weights.values())
                 self.metrics.weight.labels(model, str(version)).set(weight or 0.0)
             self.mirror.adopt(policy)
+
+    async def _load_failed(self, model: str, policy: TrafficPolicy, current: TrafficPolicy | None, reason: str,
+                           left_out: int | None = None) -> None:
+        if left_out is None:
+            message = (f"gateway {self.replica} keeps generation {current.generation if current else 'none'} "
+                       f"of {model}: {reason}")
+        else:
+            message = f"gateway {self.replica} serves generation {policy.generation} of {model} without v{left_out}: {reason}"
+        await anyio.to_thread.run_sync(lambda: self.store.add_event(
+            "load_failed", message, model=model, actor=f"gateway:{self.replica}",
+            evidence={"generation": policy.generation, "reason": reason, "left_out": left_out},
+            dedup=f"load_failed:{model}:{policy.generation}:{self.replica}:{left_out}",
+        ))
 
     # ---- inference ------------------------------------------------------------------
 

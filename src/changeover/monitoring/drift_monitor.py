@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +22,6 @@ from changeover.domain.drift import PREDICTION, build_profile, drift_report
 from changeover.domain.signature import Signature
 from changeover.store import tables as t
 from changeover.store.store import Store, VersionRecord
-from changeover.store.traffic import metric_windows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +30,7 @@ __all__ = [
     "MAX_RECORDED_ROWS",
     "MAX_TENSOR_COLUMNS",
     "current_drift",
+    "drift_history",
     "expected_columns",
     "recorded_columns",
     "set_reference_profile",
@@ -39,6 +39,7 @@ __all__ = [
 
 MAX_TENSOR_COLUMNS = 64
 MAX_RECORDED_ROWS = 5000  # the newest recorded requests a drift report reads
+MAX_WINDOWS = 200  # the newest metric windows whose prediction samples a drift report reads
 
 
 def tensor_columns(name: str, array: Any) -> dict[str, NDArray[Any]]:
@@ -131,7 +132,7 @@ def _decode(tensor: Mapping[str, Any]) -> NDArray[Any] | None:
         return None  # a row the gateway recorded oddly is left out, not a failure of the report
 
 
-def recorded_columns(rows: list[Mapping[str, Any]]) -> dict[str, NDArray[Any]]:
+def recorded_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, NDArray[Any]]:
     """Recorded requests' inputs (lists of v2 tensors) as profile columns, rows stacked."""
     parts: dict[str, list[NDArray[Any]]] = {}
     for row in rows:
@@ -158,6 +159,22 @@ def _recorded_rows(store: Store, model: str, version: int, since: float, until: 
     return [dict(r._mapping) for r in rows]
 
 
+def _prediction_windows(store: Store, model: str, version: int, since: float, until: float) -> list[dict[str, Any]]:
+    """The newest MAX_WINDOWS windows' prediction samples (bounded: a window holds up to 2,000)."""
+    mw = t.metric_windows
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(mw.c.end, mw.c.predictions)
+            .where(and_(mw.c.model == model, mw.c.version == version, mw.c.end > since, mw.c.end <= until))
+            .order_by(mw.c.end.desc()).limit(MAX_WINDOWS)
+        ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def _predictions(store: Store, model: str, version: int, since: float, until: float) -> list[float]:
+    return [p for w in _prediction_windows(store, model, version, since, until) for p in (w["predictions"] or [])]
+
+
 def current_drift(
     store: Store,
     record: VersionRecord,
@@ -182,8 +199,7 @@ def current_drift(
                                  "set_reference_profile (from the data it was validated on)"}
     rows = _recorded_rows(store, record.model, record.number, since, now)
     current = recorded_columns(rows)
-    predictions = [p for w in metric_windows(store, record.model, record.number, since=since, until=now)
-                   for p in (w["predictions"] or [])]
+    predictions = _predictions(store, record.model, record.number, since, now)
     report = drift_report(dict(profile), current, np.asarray(predictions, dtype=np.float64) if predictions else None,
                           alpha=alpha, correction=correction)  # type: ignore[arg-type]
     out = report.to_dict()
@@ -220,7 +236,7 @@ def drift_history(
     if not record.profile:
         return out | {"available": False, "reason": f"{record.model} v{record.number} has no reference profile"}
     rows = _recorded_rows(store, record.model, record.number, since, until)
-    windows = metric_windows(store, record.model, record.number, since=since, until=until)
+    windows = _prediction_windows(store, record.model, record.number, since, until)
     for start in starts:
         end = start + step
         bucket_rows = [r for r in rows if start <= r["at"] < end]

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 FIRING_EVENT = "alert_firing"
 RESOLVED_EVENT = "alert_resolved"
+RESTORE_EVENTS = 10_000  # the newest alert events read to rebuild the state
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class AlertEngine:
         self.last_evaluated: float | None = None
         self.last_error: str | None = None
         self._restored = False
-        self._lock = threading.Lock()
+        self._eval_lock = threading.Lock()  # one pass at a time; state() reads without waiting for it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -145,7 +146,7 @@ class AlertEngine:
         if not self.leading():
             self._restored = False  # another engine acts meanwhile: re-read the log on taking the lead
             return []
-        with self._lock:
+        with self._eval_lock:
             if not self._restored:
                 self._restore()
                 self._restored = True
@@ -191,7 +192,7 @@ class AlertEngine:
                     "episode": status.episode, "since": status.since, "fired_at": status.fired_at,
                     "resolved_at": status.resolved_at, "figure": figure_evidence}
         written = self.store.add_event(
-            kind, payload["text"].split("\n", 1)[1] + f" ({rule.name})", model=inst.model, actor=self.actor,
+            kind, payload["text"].split("\n")[1] + f" ({rule.name})", model=inst.model, actor=self.actor,
             evidence=evidence, dedup=f"alert:{rule.name}:{inst.model}:{'firing' if firing else 'resolved'}:{status.episode}",
         )
         if written is None:
@@ -214,9 +215,10 @@ class AlertEngine:
         with self.store.engine.connect() as conn:
             rows = conn.execute(
                 select(t.events.c.model, t.events.c.kind, t.events.c.evidence, t.events.c.at)
-                .where(t.events.c.kind.in_([FIRING_EVENT, RESOLVED_EVENT])).order_by(t.events.c.id)
+                .where(t.events.c.kind.in_([FIRING_EVENT, RESOLVED_EVENT])).order_by(t.events.c.id.desc())
+                .limit(RESTORE_EVENTS)
             ).all()
-        for row in rows:
+        for row in reversed(rows):
             ev = row.evidence or {}
             name = (ev.get("rule") or {}).get("name")
             if name not in names or row.model is None:
@@ -234,8 +236,7 @@ class AlertEngine:
     # ---- state and loop -----------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        with self._lock:
-            instances = [i.to_dict() for i in self.instances.values()]
+        instances = [i.to_dict() for i in list(self.instances.values())]
         return {
             "rules": [r.to_dict() for r in self.config.rules],
             "webhooks": len(self.config.webhooks),
@@ -280,4 +281,4 @@ class AlertEngine:
             self._thread.join(timeout=10)
             self._thread = None
         if self.webhooks is not None:
-            self.webhooks.flush(timeout=5)
+            self.webhooks.flush(timeout=2)

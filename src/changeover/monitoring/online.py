@@ -128,7 +128,7 @@ def online_metrics(rows: Sequence[Mapping[str, Any]], task: str | None = None) -
             figures["compared"] = len(pairs_cls)
         elif chosen == "regression" and num_pairs:
             figures["task"] = chosen
-            figures["metrics"] = _regression([a for a, _ in num_pairs], [b for _, b in num_pairs])  # type: ignore[misc]
+            figures["metrics"] = _regression([a for a, _ in num_pairs], [b for _, b in num_pairs])
             figures["compared"] = len(num_pairs)
         else:
             figures["compared"] = 0

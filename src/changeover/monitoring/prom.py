@@ -26,7 +26,7 @@ from changeover.monitoring.online import online_report
 from changeover.store import tables as t
 from changeover.store.store import Store
 
-__all__ = ["MonitoringMetrics", "register_monitoring_metrics"]
+__all__ = ["MonitoringMetrics", "latest_rollouts", "register_monitoring_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class MonitoringMetrics:
         step_index, weight, candidate}; ``generations``: model -> generation; ``alerts``: the
         engine's instances."""
         if drift is not None:
-            scores, detected, shares = {}, {}, {}
+            scores: dict[Labels, float] = {}
+            detected: dict[Labels, float] = {}
+            shares: dict[Labels, float] = {}
             for (model, version), report in drift.items():
                 for c in report.get("columns", []):
                     if c.get("test") == "no_data" or c.get("statistic") is None:
@@ -107,7 +109,8 @@ class MonitoringMetrics:
             self.drift_detected.replace(detected)
             self.drift_share.replace(shares)
         if online is not None:
-            values, labelled = {}, {}
+            values: dict[Labels, float] = {}
+            labelled: dict[Labels, float] = {}
             for (model, version), figures in online.items():
                 labelled[(model, str(version))] = float(figures.get("labelled") or 0)
                 metrics = dict(figures.get("metrics") or {})
@@ -119,7 +122,9 @@ class MonitoringMetrics:
             self.online.replace(values)
             self.labelled.replace(labelled)
         if rollouts is not None:
-            phases, steps, weights = {}, {}, {}
+            phases: dict[Labels, float] = {}
+            steps: dict[Labels, float] = {}
+            weights: dict[Labels, float] = {}
             for model, status in rollouts.items():
                 for phase in Phase:
                     phases[(model, str(phase))] = float(status.get("phase") == phase)
@@ -211,11 +216,13 @@ def latest_rollouts(store: Store) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         status = dict(row.status or {})
-        candidate = (row.spec or {}).get("candidate")
-        try:
-            status["candidate"] = store.resolve(row.model, candidate).number if candidate is not None else None
-        except (NotFound, ValueError):
-            status["candidate"] = None
+        candidate = status.get("candidate_version")  # the controller keeps the resolved number here
+        if candidate is None and (row.spec or {}).get("candidate") is not None:
+            try:
+                candidate = store.resolve(row.model, row.spec["candidate"]).number
+            except (NotFound, ValueError):
+                candidate = None
+        status["candidate"] = candidate
         out[row.model] = status
     return out
 

@@ -176,6 +176,6 @@ def make_monitoring_router(
         if engine is None:
             return json_response({"enabled": False, "rules": [], "instances": [], "firing": 0,
                                   "reason": "no alert engine: no rules configured"})
-        return json_response({"enabled": True, **engine.state()})
+        return json_response({"enabled": True, **(await anyio.to_thread.run_sync(engine.state))})
 
     return router

@@ -5,6 +5,7 @@ engine's loop (which also refreshes the gauges)."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,16 +38,21 @@ class Monitoring:
         on_rollback: RollbackHook | None = None,
         leading: Callable[[], bool] | None = None,
         interval_s: float = 10.0,
+        refresh_s: float = 30.0,
         dashboard_url: str | None = None,
         webhooks: WebhookSender | None = None,
     ) -> None:
         """``rules``: a RulesConfig, a path to a YAML/JSON rules file, or parsed rules.
         ``on_rollback``: called when a rule with ``rollback: true`` fires (see
         ``figures.rollback_on_alert``). ``leading``: evaluate only while this is true (the
-        controller's lease), so one replica announces alerts."""
+        controller's lease), so one replica announces alerts. The alert rules are evaluated every
+        ``interval_s``; the Prometheus gauges (drift, online metrics…) are recomputed at most every
+        ``refresh_s``."""
         self.store = store
         self.token = token
         self.interval_s = interval_s
+        self.refresh_s = refresh_s
+        self._refreshed = -math.inf
         if isinstance(rules, str | Path):
             config = load_rules(rules)
         elif isinstance(rules, RulesConfig):
@@ -71,8 +77,13 @@ class Monitoring:
                 make_dashboard_router()]
 
     def _tick(self, now: float) -> None:
-        if self.metrics is not None:
+        if self.metrics is None:
+            return
+        if now - self._refreshed >= self.refresh_s:
+            self._refreshed = now
             self.metrics.refresh(self.store, now, alerts=self.engine.state()["instances"])
+        else:  # alert states change at every pass: keep their gauge current
+            self.metrics.update(alerts=self.engine.state()["instances"])
 
     def start(self) -> None:
         self.engine.start(self.interval_s, on_tick=self._tick)

@@ -56,7 +56,7 @@ class WebhookSender:
         max_backoff_s: float = 30.0,
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Any] | None = None,
         on_failure: FailureHook | None = None,
     ) -> None:
         if attempts < 1:
@@ -64,7 +64,8 @@ class WebhookSender:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        self.sleep = sleep
+        self._closing = threading.Event()
+        self.sleep = sleep or self._closing.wait  # a close cuts the waits short
         self.on_failure = on_failure
         self.client = httpx.Client(transport=transport, timeout=timeout_s,
                                    headers={"user-agent": "changeover-alerts"})
@@ -79,13 +80,18 @@ class WebhookSender:
         delays = backoff_delays(self.attempts, self.backoff_s, self.max_backoff_s)
         status: int | None = None
         error: str | None = None
+        made = 0
         for attempt in range(1, self.attempts + 1):
+            if attempt > 1 and self._closing.is_set():
+                error = f"{error}; no retry: the sender closed"
+                break
             wait = delays[attempt - 1] if attempt <= len(delays) else 0.0
+            made = attempt
             try:
                 response = self.client.post(url, json=dict(payload))
                 status = response.status_code
                 if response.is_success:
-                    return self._done(Delivery(url, True, attempt, status), payload)
+                    return self._done(Delivery(url, True, made, status), payload)
                 error = f"HTTP {status}"
                 if status != 429 and status < 500:
                     break
@@ -98,7 +104,7 @@ class WebhookSender:
                 log.info("webhook %s failed (%s), attempt %d of %d; next in %.2fs", url, error, attempt,
                          self.attempts, wait)
                 self.sleep(wait)
-        return self._done(Delivery(url, False, attempt, status, error), payload)
+        return self._done(Delivery(url, False, made, status, error), payload)
 
     def _done(self, delivery: Delivery, payload: Mapping[str, Any]) -> Delivery:
         with self._lock:
@@ -142,10 +148,12 @@ class WebhookSender:
             time.sleep(0.01)
         return True
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop: deliveries under way get no more retries; what is still queued is dropped."""
+        self._closing.set()
         with self._lock:
             thread = self._thread
         if thread is not None:
             self._queue.put(None)
-            thread.join(timeout=5)
+            thread.join(timeout=timeout)
         self.client.close()

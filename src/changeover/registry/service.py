@@ -97,7 +97,7 @@ class Registry:
             signature: Signature = manifest.signature or model.signature
             model.close()
         except ArtifactError as exc:
-            self.store.add_event("refused", f"push of {path.name} as {name} refused: {exc}", model=None, actor=actor,
+            self.store.add_event("refused", f"push of {path.name} as {name} refused: {exc}", model=name, actor=actor,
                                  evidence={"model": name, "path": str(path.name), "reason": str(exc)})
             raise
         sha, relative = self.artifacts.put(path)

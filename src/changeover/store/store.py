@@ -279,7 +279,8 @@ class Store:
         )
         self.add_event(
             "alias",
-            f"{alias} of {model}: v{current} -> v{version}" + (f" ({reason})" if reason else ""),
+            (f"{alias} of {model} set to v{version}" if current is None else f"{alias} of {model}: v{current} -> v{version}")
+            + (f" ({reason})" if reason else ""),
             model=model,
             actor=actor,
             evidence={"alias": alias, "version": version, "previous": current},

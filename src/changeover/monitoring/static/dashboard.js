@@ -7,6 +7,7 @@ const MODEL_KEY = "changeover.model";
 const RANGE_KEY = "changeover.range";
 const REFRESH_MS = 2000;
 const SLOW_EVERY = 5; // drift is heavier: every 5th refresh (10 s)
+const LONG_RANGES = new Set(["6h", "24h"]); // their charts move slowly: redrawn with drift
 const PALETTE = ["#58a6ff", "#3fb950", "#d29922", "#f778ba", "#a371f7", "#ff7b72", "#39c5cf", "#e3b341"];
 
 const S = {
@@ -19,6 +20,7 @@ const S = {
   open: new Set(), // <details> left open by the person, kept across redraws
   drift: null,
   driftHistory: null,
+  series: null,
   driftModel: null,
 };
 
@@ -138,7 +140,8 @@ async function load() {
   const [detail, rollouts, series, events, alerts, online, drift, history] = await Promise.all([
     optional(`/api/models/${m}`),
     optional(`/api/rollouts?model=${m}`),
-    optional(`/api/models/${m}/timeseries?since=${encodeURIComponent(S.range)}`),
+    slow || !LONG_RANGES.has(S.range) ? optional(`/api/models/${m}/timeseries?since=${encodeURIComponent(S.range)}`)
+      : Promise.resolve(S.series),
     optional(`/api/events?model=${m}&limit=40`),
     optional("/api/alerts"),
     optional(`/api/models/${m}/online?window=1h`),
@@ -146,6 +149,7 @@ async function load() {
     slow ? optional(`/api/models/${m}/drift/history?since=${encodeURIComponent(S.range)}`) : Promise.resolve(S.driftHistory),
   ]);
   if (slow) { S.drift = drift; S.driftHistory = history; S.driftModel = S.model; }
+  S.series = series;
   renderTraffic(entry);
   renderVersions(detail, entry);
   renderRollout(rollouts, events);
@@ -237,7 +241,8 @@ function stages(rollout) {
   } else if (["rolled_back", "aborted", "failed"].includes(phase)) {
     const last = [...(rollout.analyses || [])].pop();
     const firstStep = list.findIndex((s) => s.kind === "step");
-    current = status.step_index >= 0 ? firstStep + status.step_index : list.findIndex((s) => s.kind === (last && last.kind) || "gate");
+    const failedKind = (last && last.kind) || "gate";
+    current = status.step_index >= 0 ? firstStep + status.step_index : list.findIndex((s) => s.kind === failedKind);
     if (last && last.kind === "watch") current = list.findIndex((s) => s.kind === "watch");
     if (current < 0) current = 0;
   }
@@ -263,7 +268,7 @@ function renderRollout(rollouts, events) {
     .join(`<span class="arrow">→</span>`);
   const own = (rollout.events || eventList.filter((e) => ROLLOUT_EVENT.test(e.kind || ""))).slice().reverse();
   box.innerHTML = `<div id="rollout-head">${badge(status.phase || "pending")}
-      <strong>rollout #${esc(rollout.id)}</strong> · candidate <strong>${esc(spec.candidate)}</strong>
+      <strong>rollout #${esc(rollout.id)}</strong> · candidate <strong>${status.candidate_version ? `v${esc(status.candidate_version)}` : esc(spec.candidate)}</strong>
       · weight <strong id="rollout-weight">${fmt(status.weight || 0, 2)}%</strong>
       ${status.pause_reason ? badge(`paused: ${status.pause_reason}`, "paused") : ""}
       <span class="muted">${esc(status.message || "")}</span></div>
