@@ -70,9 +70,11 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
                 now = time.time()
                 status = RolloutStatus().to_dict() | {"candidate_version": candidate.number,
                                                       "champion_version": champion.number}
-                rid = int(conn.execute(insert(t.rollouts).values(
+                key = conn.execute(insert(t.rollouts).values(
                     model=spec.model, spec=spec.to_dict(), status=status, active=True, command=None,
-                    created_at=now, updated_at=now)).inserted_primary_key[0])
+                    created_at=now, updated_at=now)).inserted_primary_key
+                assert key is not None
+                rid = int(key[0])
                 store.add_event("rollout.created", f"{spec.model}: rollout {rid} of v{candidate.number} "
                                 f"against v{champion.number}", model=spec.model, actor=actor,
                                 evidence={"rollout": rid, "spec": spec.to_dict()}, conn=conn)

@@ -219,3 +219,37 @@ def print_shadow(out: dict[str, Any]) -> None:
         console.print(f"verdict: [bold {colour}]{verdict['verdict']}[/]")
         for c in verdict.get("checks", []):
             console.print(f"  {'[green]✓' if c['passed'] else '[red]✗'}[/] {c['reason']}")
+
+
+def drift(
+    name: str,
+    version: Annotated[str | None, typer.Option(help="Version or alias (default: champion)")] = None,
+    window: Annotated[str | None, typer.Option(help="How far back: 15m, 1h, 1d")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drift of live inputs and predictions against the version's reference profile."""
+    params: dict[str, Any] = {}
+    if version:
+        params["version"] = version
+    if window:
+        params["window"] = window
+    try:
+        out = client().get(f"/api/models/{name}/drift", **params)
+    except ApiError as exc:
+        fail(exc)
+        return
+    if as_json:
+        print_json(out)
+        return
+    if not out.get("available", True):
+        console.print(f"{name}: no drift figures — {out.get('reason')}")
+        return
+    table = Table("input", "test", "statistic", "p-value / threshold", "drifted",
+                  title=f"{name} v{out.get('version')}: drift over {out.get('n_requests', '?')} recorded requests")
+    for c in out.get("columns") or []:
+        limit = c.get("p_value") if c.get("p_value") is not None else c.get("threshold")
+        table.add_row(str(c.get("feature") or c.get("name")), str(c.get("test")), _fmt(c.get("statistic")),
+                      _fmt(limit), "[red]yes" if c.get("drifted") else "no")
+    console.print(table)
+    console.print("drift: " + ("[red]yes[/]" if out.get("drifted_any") else "[green]no[/]")
+                  + (f" — {out['reason']}" if out.get("reason") else ""))

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from changeover.cli.client import ApiError
 from changeover.cli.common import JsonOpt, client, console, err, fail, print_json, split_ref, when
-from changeover.cli.evaluation import compat, shadow_app, validate
+from changeover.cli.evaluation import compat, drift, shadow_app, validate
 from changeover.cli.rollout import apply, rollback, rollout_app
 
 app = typer.Typer(no_args_is_help=True, help="Take a new model version to 100% of traffic, one judged step at a time.")
@@ -22,6 +22,7 @@ app.add_typer(shadow_app, name="shadow")
 app.add_typer(rollout_app, name="rollout")
 app.command()(compat)
 app.command()(validate)
+app.command()(drift)
 app.command()(apply)
 app.command()(rollback)
 

@@ -51,6 +51,7 @@ def start_rollout(c: Client, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def view(r: dict[str, Any]) -> Table:
+    """The live view: phase, step, weight, and the latest verdicts with their evidence."""
     s = r["status"]
     table = Table(title=f"{r['model']} rollout {r['id']}: v{s.get('candidate_version')} against v{s.get('champion_version')}")
     table.add_column("phase")
@@ -63,7 +64,7 @@ def view(r: dict[str, Any]) -> Table:
     verdicts = Table("when", "kind", "outcome", "evidence", title="verdicts")
     for a in r.get("analyses", [])[-8:]:
         ev = a["evidence"] or {}
-        nested = ev.get("verdict") if isinstance(ev.get("verdict"), dict) else {}
+        nested: dict[str, Any] = ev["verdict"] if isinstance(ev.get("verdict"), dict) else {}
         checks = ev.get("checks") or nested.get("checks") or ev.get("rules") or []
         if ev.get("error"):
             checks = [{"reason": ev["error"]}]
@@ -77,7 +78,7 @@ def view(r: dict[str, Any]) -> Table:
     outer.add_row(table)
     if r.get("analyses"):
         outer.add_row(verdicts)
-    return outer  # type: ignore[return-value]
+    return outer
 
 
 def follow(c: Client, rid: int, timeout: float | None = None) -> dict[str, Any]:

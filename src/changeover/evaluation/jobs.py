@@ -169,17 +169,22 @@ def gate_job(store_url: str, artifacts_dir: str, model: str, candidate: str, aga
             html = render_html(result, model=model, champion_label=f"v{champ.number}" if champ else "none",
                                candidate_label=f"v{cand.number}")
         store.set_version_field(model, cand.number, gate=summary)
-        failed = [r["metric"] + ": " + r["reason"] for r in summary["rules"] if not r["passed"]]
+        failed = [f"{r['metric']}: {r['reason']}" for r in result.to_dict()["rules"] if not r["passed"]]
         _record_analysis(store, cand, "gate", result.verdict, summary,
                          f"{model}: offline gate of v{cand.number}"
                          + (f" against v{champ.number}" if champ else "") + f": {result.verdict}"
                          + (f" — {'; '.join(failed)}" if failed else ""), actor, rollout_id)
-        try:
-            from changeover.domain.drift import build_profile
+        try:  # the drift reference: the data the version was validated on, and its predictions there
+            from changeover.monitoring.drift_monitor import set_reference_profile
 
-            store.set_version_field(model, cand.number, profile=build_profile(frame[features], None))
-        except Exception:  # the drift reference is a convenience; the gate's verdict stands without it
-            pass
+            preds = result.candidate_predictions
+            scores = preds.proba[:, 1] if preds.proba is not None and preds.proba.shape[1] == 2 else preds.values
+            set_reference_profile(store, model, cand.number, frame[features],
+                                  scores if np.asarray(scores).dtype.kind in "fiub" else None,
+                                  source=f"gate on {Path(data_path).name}")
+        except Exception as exc:  # the gate's verdict stands without a drift reference
+            store.add_event("profile_failed", f"{model} v{cand.number}: no drift reference ({exc})", model=model,
+                            actor=actor)
         return {"result": summary, "html": html}
     finally:
         store.close()

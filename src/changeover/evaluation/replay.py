@@ -65,10 +65,10 @@ def _invalid(model: LoadedModel, outputs: dict[str, np.ndarray], batch: int) -> 
         array = np.asarray(array)
         if array.ndim == 0 or array.shape[0] != batch:
             return f"output {name!r} has shape {list(array.shape)}, expected batch {batch}"
-        spec = next((s for s in model.signature.outputs if s.name == name), None)
-        if spec is not None and not spec.shape_matches(array.shape):
+        declared = next((s for s in model.signature.outputs if s.name == name), None)
+        if declared is not None and not declared.shape_matches(array.shape):
             return (
-                f"output {name!r} has shape {list(array.shape)}, signature says {list(spec.shape)}"
+                f"output {name!r} has shape {list(array.shape)}, signature says {list(declared.shape)}"
             )
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             return f"output {name!r} has NaN or infinity"

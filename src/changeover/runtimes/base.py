@@ -45,3 +45,14 @@ def as_outputs(result: object, signature: Signature) -> dict[str, np.ndarray]:
         return {str(k): np.asarray(v) for k, v in result.items()}
     name = signature.outputs[0].name if signature.outputs else "output"
     return {name: np.asarray(result)}
+
+
+def artifact_file(request: LoadRequest) -> Path:
+    """The file a runtime loads: the artifact itself, or the one model.yaml names in a folder."""
+    if not request.path.is_dir():
+        return request.path
+    if not request.manifest.artifact:
+        from changeover.errors import ArtifactError
+
+        raise ArtifactError(f"{request.path.name}: a model folder must name its file in model.yaml (artifact: …)")
+    return request.path / request.manifest.artifact

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from changeover.domain.signature import NUMPY_BY_DATATYPE, Signature, TensorSpec
-from changeover.runtimes.base import LoadedModel, LoadRequest, Tensors
+from changeover.runtimes.base import LoadedModel, LoadRequest, artifact_file, Tensors
 
 ONNX_TO_DATATYPE = {
     "tensor(float)": "FP32",
@@ -59,5 +59,5 @@ class OnnxRuntime:
     name = "onnx"
 
     def load(self, request: LoadRequest) -> LoadedModel:
-        path = request.path / request.manifest.artifact if request.path.is_dir() else request.path
+        path = artifact_file(request)
         return OnnxModel(str(path), request.signature or request.manifest.signature)

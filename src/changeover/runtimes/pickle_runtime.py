@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from changeover.errors import UntrustedArtifact
-from changeover.runtimes.base import LoadedModel, LoadRequest
+from changeover.runtimes.base import LoadedModel, LoadRequest, artifact_file
 from changeover.runtimes.estimator import EstimatorModel, estimator_signature
 
 
@@ -17,6 +17,6 @@ class PickleRuntime:
             )
         import joblib
 
-        path = request.path / request.manifest.artifact if request.path.is_dir() else request.path
+        path = artifact_file(request)
         estimator = joblib.load(path)
         return EstimatorModel(estimator, request.signature or estimator_signature(estimator))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from changeover.errors import UntrustedArtifact
-from changeover.runtimes.base import LoadedModel, LoadRequest
+from changeover.runtimes.base import LoadedModel, LoadRequest, artifact_file
 from changeover.runtimes.estimator import EstimatorModel, estimator_signature
 
 
@@ -19,7 +19,7 @@ class SkopsRuntime:
     def load(self, request: LoadRequest) -> LoadedModel:
         import skops.io as sio
 
-        path = request.path / request.manifest.artifact if request.path.is_dir() else request.path
+        path = artifact_file(request)
         untrusted = untrusted_types(str(path))
         if untrusted and not request.trusted:
             raise UntrustedArtifact(

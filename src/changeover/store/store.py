@@ -115,7 +115,8 @@ class Store:
         if conn is not None:
             if dedup and conn.execute(select(t.events.c.id).where(t.events.c.dedup == dedup)).first():
                 return None
-            return int(conn.execute(insert(t.events).values(**row)).inserted_primary_key[0])
+            key = conn.execute(insert(t.events).values(**row)).inserted_primary_key
+            return int(key[0]) if key else None
         try:
             with self.tx() as c:
                 return self.add_event(kind, message, model=model, actor=actor, evidence=evidence, dedup=dedup, conn=c)
