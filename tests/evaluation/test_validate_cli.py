@@ -129,9 +129,6 @@ def test_a_policy_naming_an_unknown_metric_is_bad_input(server: ServerProcess, d
     assert "acuracy" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: evaluation/data.py check_task_data checks the target for missing values "
-                   "but not the feature columns; the NaN reaches the model, which raises, and gate_job lets it escape: "
-                   "500 Internal Server Error, exit 1 instead of 2")
 def test_a_feature_column_with_missing_values_is_bad_input(server: ServerProcess, data: Path) -> None:
     result = server.cli("validate", "m@2", "--data", str(data / "gap.csv"), *ARGS, "--policy", str(data / "pass.yaml"))
     assert "Internal Server Error" not in result.stderr
@@ -139,8 +136,6 @@ def test_a_feature_column_with_missing_values_is_bad_input(server: ServerProcess
     assert "f3" in result.stderr and "missing" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: evaluation/jobs.py gate_job catches only PredictionError around run_gate; "
-                   "a version whose predict() raises on held-out rows escapes as a 500, with no verdict stored")
 def test_a_candidate_that_raises_on_held_out_rows_fails_the_gate(server: ServerProcess, data: Path) -> None:
     result = server.cli("validate", "m@3", "--data", str(data / "holdout.csv"), *ARGS, "--policy", str(data / "pass.yaml"))
     assert "Internal Server Error" not in result.stderr

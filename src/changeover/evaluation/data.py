@@ -103,6 +103,9 @@ def check_task_data(
         ]
         if bad:
             problems.append(f"feature columns are not numeric: {', '.join(bad)}")
+    gaps = [f"{c!r} ({int(df[c].isna().sum())} rows)" for c in features if c in columns and df[c].isna().any()]
+    if gaps:
+        problems.append(f"feature columns have missing values: {', '.join(gaps)}")
     if target in columns:
         problems += _target_problems(df[target], task=task, target=target)
     if problems:

@@ -147,7 +147,10 @@ def gate_job(store_url: str, artifacts_dir: str, model: str, candidate: str, aga
                 candidate=predictor_for(cand_model, features), require=require or {}, ks=ks,
                 query_column=query_column, feature_columns=features, n_boot=n_boot,
             )
-        except PredictionError as exc:  # NaN or malformed answers: a failed gate, not bad input
+        except Exception as exc:  # a version that raises, or answers NaN or malformed: a failed gate, not bad input
+            if not isinstance(exc, PredictionError):
+                exc = PredictionError(f"a version raised while predicting the held-out rows: "
+                                      f"{type(exc).__name__}: {exc}")
             summary = {"model": model, "candidate": cand.number, "against": champ.number if champ else None,
                        "verdict": "fail", "task": task, "n_rows": len(frame), "metrics": {}, "latency": {},
                        "rules": [{"metric": "predictions", "rule": "valid predictions", "figure": None,

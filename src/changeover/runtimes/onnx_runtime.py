@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from changeover.domain.signature import NUMPY_BY_DATATYPE, Signature, TensorSpec
-from changeover.runtimes.base import LoadedModel, LoadRequest, artifact_file, Tensors
+from changeover.runtimes.base import LoadedModel, LoadRequest, Tensors, artifact_file
 
 ONNX_TO_DATATYPE = {
     "tensor(float)": "FP32",
