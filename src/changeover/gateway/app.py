@@ -23,7 +23,7 @@ from changeover.api.auth import AuthError, check_bearer
 from changeover.domain.policy import TrafficPolicy, route
 from changeover.errors import ChangeoverError, LoadFailed, MalformedRequest, ModelNotFound, NotFound
 from changeover.gateway import protocol
-from changeover.gateway.http import BodyTooLarge, error_response, json_response, read_json
+from changeover.gateway.http import BodyTooLarge, error_response, json_response, read_infer_body, read_json
 from changeover.gateway.metrics import GatewayMetrics
 from changeover.gateway.pool import LoadedVersion, ModelPool
 from changeover.gateway.recorder import StoreWriter
@@ -236,7 +236,7 @@ class Gateway:
         try:
             if self.settings.require_token_for_inference:
                 check_bearer(request.headers.get("authorization"), self.settings.token or "")
-            body = await read_json(request, self.settings.max_body_bytes)
+            body, binary = await read_infer_body(request, self.settings.max_body_bytes)
             policy = self.policies.get(model)
             if pinned is not None:
                 if not pinned.isdigit():
@@ -256,7 +256,7 @@ class Gateway:
                 decoded = protocol.decode_v1_instances(body, self.record(model, signature_version).signature)
                 meta: dict[str, Any] = {}
             else:
-                decoded, meta = protocol.decode_infer_request(body)
+                decoded, meta = protocol.decode_infer_request(body, binary)
                 if "id" in meta and "x-request-id" not in request.headers and isinstance(meta["id"], str) and meta["id"]:
                     request_id = meta["id"]
                     headers["x-request-id"] = request_id

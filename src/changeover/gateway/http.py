@@ -30,6 +30,15 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 async def read_json(request: Request, limit: int) -> Any:
     """The body as JSON; BodyTooLarge past ``limit``, MalformedRequest when it is not JSON."""
+    return (await read_infer_body(request, limit))[0]
+
+
+BINARY_HEADER = "inference-header-content-length"
+
+
+async def read_infer_body(request: Request, limit: int) -> tuple[Any, bytes | None]:
+    """The JSON part of a body and, with the binary tensor data extension (Triton/KServe:
+    ``Inference-Header-Content-Length``), the raw bytes that follow it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
@@ -43,8 +52,14 @@ async def read_json(request: Request, limit: int) -> Any:
     raw = b"".join(chunks)
     if not raw:
         raise MalformedRequest("the body is empty; expected JSON")
+    binary: bytes | None = None
+    header_length = request.headers.get(BINARY_HEADER)
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(raw):
+            raise MalformedRequest(f"{BINARY_HEADER} must be a byte count within the body", BINARY_HEADER)
+        raw, binary = raw[: int(header_length)], raw[int(header_length):]
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), binary
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"the body is not valid JSON ({exc})") from None
 

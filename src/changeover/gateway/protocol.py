@@ -60,16 +60,55 @@ def decode_tensor(tensor: Any, where: str = "tensor") -> tuple[np.ndarray, str]:
     return flat.reshape(shape), datatype
 
 
-def decode_infer_request(body: Any) -> tuple[Decoded, dict[str, Any]]:
-    """The tensors of a v2 infer request, and its id/parameters/outputs."""
+def _binary_tensor(tensor: Mapping[str, Any], chunk: bytes, where: str) -> tuple[np.ndarray, str]:
+    """One input of the binary tensor data extension: raw little-endian values (BYTES: each
+    element a 4-byte little-endian length, then its bytes)."""
+    name, datatype, shape = tensor.get("name"), str(tensor.get("datatype", "")).upper(), tensor.get("shape")
+    if not isinstance(name, str) or datatype not in NUMPY_BY_DATATYPE:
+        raise MalformedRequest("needs a name and a known datatype", where)
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidInput(name, "a shape that is a list of non-negative integers", f"shape {shape!r}")
+    if datatype == "BYTES":
+        items, offset = [], 0
+        while offset < len(chunk):
+            if offset + 4 > len(chunk):
+                raise InvalidInput(name, "length-prefixed BYTES elements", "a truncated element")
+            size = int.from_bytes(chunk[offset:offset + 4], "little")
+            items.append(chunk[offset + 4:offset + 4 + size])
+            offset += 4 + size
+        flat = np.asarray(items, dtype=object)
+    else:
+        dtype = np.dtype(NUMPY_BY_DATATYPE[datatype]).newbyteorder("<")
+        if len(chunk) % dtype.itemsize:
+            raise InvalidInput(name, f"a whole number of {datatype} values", f"{len(chunk)} bytes")
+        flat = np.frombuffer(chunk, dtype=dtype).astype(NUMPY_BY_DATATYPE[datatype])
+    needed = math.prod(shape)
+    if flat.size != needed:
+        raise InvalidInput(name, f"{needed} elements for shape {shape}", f"{flat.size} elements")
+    return flat.reshape(shape), datatype
+
+
+def decode_infer_request(body: Any, binary: bytes | None = None) -> tuple[Decoded, dict[str, Any]]:
+    """The tensors of a v2 infer request (JSON data, or the binary tensor data extension),
+    and its id/parameters/outputs."""
     if not isinstance(body, Mapping):
         raise MalformedRequest("the body must be a JSON object")
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise MalformedRequest("must be a non-empty list of tensors", "inputs")
     decoded: Decoded = {}
+    offset = 0
     for i, tensor in enumerate(inputs):
-        array, datatype = decode_tensor(tensor, f"inputs[{i}]")
+        params = tensor.get("parameters") if isinstance(tensor, Mapping) else None
+        size = params.get("binary_data_size") if isinstance(params, Mapping) else None
+        if size is not None:
+            if binary is None or not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise MalformedRequest("binary_data_size does not fit the binary part of the body",
+                                       f"inputs[{i}].parameters.binary_data_size")
+            array, datatype = _binary_tensor(tensor, binary[offset:offset + size], f"inputs[{i}]")
+            offset += size
+        else:
+            array, datatype = decode_tensor(tensor, f"inputs[{i}]")
         decoded[tensor["name"]] = (array, datatype)
     meta = {k: body[k] for k in ("id", "parameters", "outputs") if k in body}
     return decoded, meta
