@@ -1,9 +1,14 @@
 """The management API over real HTTP: the token (401/403, generated on first start, mode 0600,
-printed once, read by the CLI), OpenAPI, and the endpoints' answers and errors."""
+printed once, read by the CLI), OpenAPI, and the endpoints' answers and errors.
+
+One server serves the module: started with CHANGEOVER_TOKEN set but empty, so it generates its
+token, and with inference guarded by the token too. (That inference needs no token by default is
+checked in tests/gateway/test_inference_http.py, whose client sends none.)"""
 
 from __future__ import annotations
 
 import io
+import json
 import stat
 import tarfile
 import time
@@ -37,11 +42,23 @@ def tarball(folder: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path_factory.mktemp("api") / "home").start()
+    srv = ServerProcess(tmp_path_factory.mktemp("api") / "home",
+                        env={"CHANGEOVER_TOKEN": "", "CHANGEOVER_REQUIRE_TOKEN_FOR_INFERENCE": "true"}).start()
     try:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def token(server: ServerProcess) -> str:
+    return (server.home / "token").read_text().strip()
+
+
+@pytest.fixture
+def admin(server: ServerProcess, token: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {token}"}, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture(scope="module")
@@ -53,28 +70,31 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(("method", "path", "body"), API_CALLS)
-def test_every_management_call_needs_the_token(server: ServerProcess, method: str, path: str, body: bytes | None) -> None:
+def test_every_management_call_needs_the_token(
+    server: ServerProcess, token: str, method: str, path: str, body: bytes | None
+) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as http:
         missing = http.request(method, path, content=body)
         assert missing.status_code == 401, missing.text
         assert missing.headers["www-authenticate"] == "Bearer"
         assert "Bearer" in missing.json()["error"]
-        for header in ("Basic dXNlcjpwYXNz", "Bearer", "Token " + TOKEN):
+        for header in ("Basic dXNlcjpwYXNz", "Bearer", "Token " + token):
             assert http.request(method, path, content=body, headers={"authorization": header}).status_code == 401
         wrong = http.request(method, path, content=body, headers={"authorization": "Bearer not-the-token"})
         assert wrong.status_code == 403, wrong.text
         assert wrong.json()["error"] == "wrong token"
-        almost = http.request(method, path, content=body, headers={"authorization": f"Bearer {TOKEN}x"})
+        almost = http.request(method, path, content=body, headers={"authorization": f"Bearer {token}x"})
         assert almost.status_code == 403
+        other = http.request(method, path, content=body, headers={"authorization": f"Bearer {TOKEN}"})
+        assert other.status_code == 403  # the tests' usual token is not this server's
     assert not list((server.home / "artifacts").rglob("*.skops"))  # nothing was stored
 
 
-def test_inference_health_and_metrics_need_no_token(server: ServerProcess) -> None:
+def test_probes_and_metrics_need_no_token(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/v2/health/live").status_code == 200
         assert http.get("/v2/health/ready").status_code == 200
         assert http.get("/metrics").status_code == 200
-        assert http.post("/v2/models/none/infer", json={"inputs": []}).status_code in (400, 404)
 
 
 def test_openapi_lists_the_management_paths(server: ServerProcess) -> None:
@@ -105,9 +125,10 @@ def test_openapi_lists_the_management_paths(server: ServerProcess) -> None:
 # ---- the endpoints ------------------------------------------------------------------------
 
 
-def test_push_show_alias_and_events_over_http(server: ServerProcess, folder: Path) -> None:
+def test_push_show_alias_and_events_over_http(admin: httpx.Client, folder: Path) -> None:
     body = tarball(folder)
-    with server.client() as http:
+    http = admin
+    if True:
         params = {"filename": "triple.tar.gz", "folder": "true", "label": ["team=api", "tier=gold"]}
         created = http.post("/api/models/triple/versions", params=params, content=body,
                             headers={"x-changeover-actor": "alice"})
@@ -176,20 +197,20 @@ def test_push_show_alias_and_events_over_http(server: ServerProcess, folder: Pat
     ],
 )
 def test_management_errors_are_clear(
-    server: ServerProcess, folder: Path, method: str, path: str, kwargs: dict, status: int, needle: str | None
+    admin: httpx.Client, folder: Path, method: str, path: str, kwargs: dict, status: int, needle: str | None
 ) -> None:
-    with server.client() as http:
-        if http.get("/api/models/triple").status_code == 404:  # independent of test order
-            http.post("/api/models/triple/versions", params={"filename": "t.tar.gz", "folder": "true"},
-                      content=tarball(folder)).raise_for_status()
-        response = http.request(method, path, **kwargs)
+    if admin.get("/api/models/triple").status_code == 404:  # independent of test order
+        admin.post("/api/models/triple/versions", params={"filename": "t.tar.gz", "folder": "true"},
+                   content=tarball(folder)).raise_for_status()
+    response = admin.request(method, path, **kwargs)
     assert response.status_code == status, response.text
     if needle is not None:
         assert needle in response.json()["error"]
 
 
-def test_a_pickle_without_trust_is_refused_with_an_event(server: ServerProcess) -> None:
-    with server.client() as http:
+def test_a_pickle_without_trust_is_refused_with_an_event(admin: httpx.Client) -> None:
+    http = admin
+    if True:
         response = http.post("/api/models/pickled/versions", params={"filename": "model.pkl"}, content=b"\x80\x04K\x01.")
         assert 400 <= response.status_code < 500 and "--trust" in response.json()["error"]
         events = http.get("/api/events", params={"limit": 1000}).json()
@@ -204,14 +225,15 @@ def test_a_pickle_without_trust_is_refused_with_an_event(server: ServerProcess) 
     strict=True,
 )
 @pytest.mark.parametrize("filename", ["junk.skops", "junk.onnx", "junk.joblib"])
-def test_a_corrupt_artifact_is_refused_with_a_4xx_and_an_event(server: ServerProcess, filename: str) -> None:
+def test_a_corrupt_artifact_is_refused_with_a_4xx_and_an_event(server: ServerProcess, token: str, filename: str) -> None:
     name = "junk-" + filename.split(".")[1]
-    with server.client() as http:
+    headers = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:  # a fresh connection each
         response = http.post(f"/api/models/{name}/versions", params={"filename": filename, "trust": "true"},
                              content=b"these bytes are not a model")
     assert 400 <= response.status_code < 500, response.text
     assert filename in response.json()["error"]
-    with server.client() as http:
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
         events = http.get("/api/events", params={"limit": 1000}).json()
     assert any(e["kind"] == "refused" and e["evidence"]["model"] == name for e in events)
 
@@ -219,45 +241,30 @@ def test_a_corrupt_artifact_is_refused_with_a_4xx_and_an_event(server: ServerPro
 # ---- a generated token --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tokenless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server started without CHANGEOVER_TOKEN (set but empty) that also guards inference."""
-    srv = ServerProcess(tmp_path_factory.mktemp("tokenless") / "home",
-                        env={"CHANGEOVER_TOKEN": "", "CHANGEOVER_REQUIRE_TOKEN_FOR_INFERENCE": "true"}).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def test_a_token_is_generated_on_first_start_kept_0600_and_printed_once(tokenless: ServerProcess) -> None:
-    token_file = tokenless.home / "token"
-    assert token_file.is_file()
+def test_a_token_is_generated_on_first_start_kept_0600_and_printed_once(server: ServerProcess, token: str) -> None:
+    token_file = server.home / "token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    token = token_file.read_text().strip()
     assert len(token) >= 32 and token != TOKEN
-    assert tokenless.log.read_text().count(token) == 1
-    with httpx.Client(base_url=tokenless.url, timeout=30) as http:
+    assert server.log.read_text().count(token) == 1
+    with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/api/models").status_code == 401
-        assert http.get("/api/models", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 403
         assert http.get("/api/models", headers={"authorization": f"Bearer {token}"}).status_code == 200
 
 
-def test_the_cli_reads_the_generated_token_from_the_home(tokenless: ServerProcess) -> None:
-    result = tokenless.cli("models", "list", "--json")
+def test_the_cli_reads_the_generated_token_from_the_home(server: ServerProcess, admin: httpx.Client) -> None:
+    result = server.cli("models", "list", "--json")  # CHANGEOVER_TOKEN is empty in its environment too
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert json.loads(result.stdout) == admin.get("/api/models").json()
 
 
-def test_the_token_setting_can_guard_inference_too(tokenless: ServerProcess) -> None:
-    token = (tokenless.home / "token").read_text().strip()
+def test_the_token_setting_can_guard_inference_too(server: ServerProcess, token: str) -> None:
     body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]}
-    with httpx.Client(base_url=tokenless.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.post("/v2/models/m/infer", json=body).status_code == 401
         assert http.post("/v2/models/m/infer", json=body, headers={"authorization": "Bearer nope"}).status_code == 403
         assert http.post("/v2/models/m/infer", json=body, headers={"authorization": f"Bearer {token}"}).status_code == 404
         assert http.post("/v1/models/m:predict", json={"instances": [[1]]}).status_code == 401
-        assert http.get("/v2/health/ready").status_code == 200  # probes stay open
+        assert http.post("/v2/models/triple/versions/1/infer", json=body).status_code == 401
 
 
 @pytest.mark.xfail(
@@ -265,16 +272,16 @@ def test_the_token_setting_can_guard_inference_too(tokenless: ServerProcess) -> 
     "require_token_for_inference guards 'inference and feedback'",
     strict=True,
 )
-def test_the_token_setting_guards_feedback(tokenless: ServerProcess) -> None:
-    with httpx.Client(base_url=tokenless.url, timeout=30) as http:
+def test_the_token_setting_guards_feedback(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
         response = http.post("/v1/feedback", json={"request_id": "r1", "label": 1})
     assert response.status_code == 401, response.text
 
 
-def test_a_restart_keeps_the_token_and_does_not_print_it_again(tokenless: ServerProcess) -> None:
-    token = (tokenless.home / "token").read_text().strip()
-    tokenless.stop()
-    again = ServerProcess(tokenless.home, env={"CHANGEOVER_TOKEN": ""}).start()
+def test_a_restart_keeps_the_token_and_does_not_print_it_again(server: ServerProcess, token: str) -> None:
+    """Last in the module: it stops the module's server."""
+    server.stop()
+    again = ServerProcess(server.home, env={"CHANGEOVER_TOKEN": ""}).start()
     try:
         assert (again.home / "token").read_text().strip() == token
         assert token not in again.log.read_text()

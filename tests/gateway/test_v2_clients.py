@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tritonclient.http as tritonhttp  # noqa: E402 - a real v2 client, from the test dependencies
+
 from modelfiles import breast_cancer, skops_classifiers
 from serverproc import running_server
-
-tritonhttp = pytest.importorskip("tritonclient.http")
 
 
 @pytest.fixture(scope="module")
