@@ -72,33 +72,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=3000, help="rows of gate data")
     parser.add_argument("--gates", type=int, default=4, help="measured (warm) gates, each after a segment without")
-    parser.add_argument("--min-baseline", type=float, default=4.0, help="shortest segment without a gate (s); "
-                        "each lasts as long as the previous gate, at least this")
+    parser.add_argument(
+        "--min-baseline",
+        type=float,
+        default=4.0,
+        help="shortest segment without a gate (s); each lasts as long as the previous gate, at least this",
+    )
     parser.add_argument("--max-baseline", type=float, default=10.0, help="longest segment without a gate (s)")
     parser.add_argument("--drain", type=float, default=1.0, help="seconds after the queue drained, left out")
     parser.add_argument("--saturation-seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--share", type=float, default=0.5, help="open-loop rate as a share of saturation")
     parser.add_argument("--rate", type=float, default=None, help="a fixed rate instead of a share of saturation")
-    parser.add_argument("--report", action="store_true", help="also build the gate's HTML report (heavier gate; "
-                        "the CLI builds it only with --report)")
-    parser.add_argument("--renice-worker", type=int, default=None, metavar="N",
-                        help="diagnostic: run the gate worker at nice N")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also build the gate's HTML report (heavier gate; the CLI builds it only with --report)",
+    )
+    parser.add_argument(
+        "--renice-worker", type=int, default=None, metavar="N", help="diagnostic: run the gate worker at nice N"
+    )
     parser.add_argument("--budget", type=float, default=140.0, help="start no gate after this many seconds")
     args = parser.parse_args()
 
     from common import TOKEN, ServerProcess, body_file, load, tmpdir
-    from modelfiles import breast_cancer, skops_classifiers, v2_request
     from rich.console import Console
     from rich.table import Table
+
+    from modelfiles import breast_cancer, skops_classifiers, v2_request
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     load_before = os.getloadavg()
     started = time.monotonic()
     work = tmpdir()
-    server = ServerProcess(work / "home", env={"CHANGEOVER_CONTROLLER_TICK_S": "1.0",
-                                              "CHANGEOVER_POLICY_POLL_S": "2.0",
-                                              "CHANGEOVER_WINDOW_SECONDS": "5.0"})
+    server = ServerProcess(
+        work / "home",
+        env={
+            "CHANGEOVER_CONTROLLER_TICK_S": "1.0",
+            "CHANGEOVER_POLICY_POLL_S": "2.0",
+            "CHANGEOVER_WINDOW_SECONDS": "5.0",
+        },
+    )
     recorder: Recorder | None = None
     marks: dict[str, list[tuple[float, float]]] = {"none": [], "gate (cold worker)": [], "gate": []}
     gates: list[dict] = []
@@ -112,8 +126,14 @@ def main() -> None:
         data = x[idx] + rng.normal(0.0, 0.02, (args.rows, x.shape[1])) * x.std(axis=0)
         header = ",".join([f"f{i:02d}" for i in range(x.shape[1])] + ["label"])
         csv = work / "holdout.csv"
-        np.savetxt(csv, np.column_stack([data, y[idx]]), delimiter=",", header=header, comments="",
-                   fmt=["%.6g"] * x.shape[1] + ["%d"])
+        np.savetxt(
+            csv,
+            np.column_stack([data, y[idx]]),
+            delimiter=",",
+            header=header,
+            comments="",
+            fmt=["%.6g"] * x.shape[1] + ["%d"],
+        )
         request = v2_request(x[:1])
         with console.status("starting changeover and pushing two versions…"):
             server.start()
@@ -139,9 +159,11 @@ def main() -> None:
             load(url, body_path, seconds=2, concurrency=args.concurrency)
             saturation = load(url, body_path, seconds=args.saturation_seconds, concurrency=args.concurrency)
         rate = args.rate or max(1.0, round(saturation["rps"] * args.share))
-        console.print(f"saturation: {saturation['rps']:.0f} req/s with {args.concurrency} closed-loop clients "
-                      f"(p50 {saturation['p50_ms']:.1f} ms, p99 {saturation['p99_ms']:.1f} ms) → open loop at "
-                      f"{rate:g} req/s")
+        console.print(
+            f"saturation: {saturation['rps']:.0f} req/s with {args.concurrency} closed-loop clients "
+            f"(p50 {saturation['p50_ms']:.1f} ms, p99 {saturation['p99_ms']:.1f} ms) → open loop at "
+            f"{rate:g} req/s"
+        )
         csv_bytes = csv.read_bytes()
 
         def probe_ms() -> float:
@@ -151,9 +173,18 @@ def main() -> None:
 
         def gate(kind: str) -> None:
             begin = time.monotonic()
-            r = api.post("/api/models/m/versions/2/validate", content=csv_bytes, params={
-                "task": "classification", "filename": "holdout.csv", "target": "label", "against": "champion",
-                "policy": POLICY, "report": args.report})
+            r = api.post(
+                "/api/models/m/versions/2/validate",
+                content=csv_bytes,
+                params={
+                    "task": "classification",
+                    "filename": "holdout.csv",
+                    "target": "label",
+                    "against": "champion",
+                    "policy": POLICY,
+                    "report": args.report,
+                },
+            )
             end = time.monotonic()
             if r.status_code != 200:
                 raise RuntimeError(f"validate failed: {r.status_code} {r.text[:500]}")
@@ -202,17 +233,38 @@ def main() -> None:
         server.stop()
 
     stats = {kind: segment_stats(rows, segs, unsent) for kind, segs in marks.items() if segs}
-    table = Table(title=f"champion v1 at {rate:g} req/s open loop while `validate` gates v2 against v1 on "
-                        f"{args.rows} rows ({'with' if args.report else 'no'} HTML report"
-                        + (f"; gate worker at nice {args.renice_worker}" if args.renice_worker is not None else "")
-                        + ")")
-    for col in ("while", "segments", "seconds", "requests", "errors", "not sent (client bound)", "p50 ms", "p90 ms",
-                "p99 ms", "max ms"):
+    table = Table(
+        title=f"champion v1 at {rate:g} req/s open loop while `validate` gates v2 against v1 on "
+        f"{args.rows} rows ({'with' if args.report else 'no'} HTML report"
+        + (f"; gate worker at nice {args.renice_worker}" if args.renice_worker is not None else "")
+        + ")"
+    )
+    for col in (
+        "while",
+        "segments",
+        "seconds",
+        "requests",
+        "errors",
+        "not sent (client bound)",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+    ):
         table.add_column(col, justify="left" if col == "while" else "right")
     for kind, st in stats.items():
-        table.add_row({"none": "no gate"}.get(kind, kind), str(st["segments"]), f"{st['seconds']:.1f}",
-                      str(st["requests"]), str(st["failed"]), str(st["unsent"]), f"{st['p50']:.2f}", f"{st['p90']:.2f}",
-                      f"{st['p99']:.2f}", f"{st['max']:.1f}")
+        table.add_row(
+            {"none": "no gate"}.get(kind, kind),
+            str(st["segments"]),
+            f"{st['seconds']:.1f}",
+            str(st["requests"]),
+            str(st["failed"]),
+            str(st["unsent"]),
+            f"{st['p50']:.2f}",
+            f"{st['p90']:.2f}",
+            f"{st['p99']:.2f}",
+            f"{st['max']:.1f}",
+        )
     console.print(table)
 
     summary = Table(title="serving while a gate runs")
@@ -231,21 +283,25 @@ def main() -> None:
     for r in rows:
         if r[2] != 200:
             codes[r[2]] = codes.get(r[2], 0) + 1
-    summary.add_row("user requests not answered 200, whole run",
-                    f"{sum(codes.values())} of {len(rows)}" + (f" (status: count {codes}; 0 = client timeout "
-                                                                "30 s or connection error)" if codes else ""))
+    summary.add_row(
+        "user requests not answered 200, whole run",
+        f"{sum(codes.values())} of {len(rows)}"
+        + (f" (status: count {codes}; 0 = client timeout 30 s or connection error)" if codes else ""),
+    )
     summary.add_row("sends skipped: client's in-flight bound reached", str(len(unsent)))
-    summary.add_row("gates (duration s, verdict)", ", ".join(f"{g['seconds']:.1f} {g['verdict']}"
-                                                             + (" (cold)" if g["kind"] != "gate" else "")
-                                                             for g in gates))
-    summary.add_row("time for the queue to drain after each gate (s, left out)",
-                    ", ".join(f"{d:.1f}" for d in drains))
+    summary.add_row(
+        "gates (duration s, verdict)",
+        ", ".join(f"{g['seconds']:.1f} {g['verdict']}" + (" (cold)" if g["kind"] != "gate" else "") for g in gates),
+    )
+    summary.add_row("time for the queue to drain after each gate (s, left out)", ", ".join(f"{d:.1f}" for d in drains))
     if args.renice_worker is not None:
         summary.add_row("reniced worker processes", ", ".join(map(str, reniced)) or "none found")
     console.print(summary)
-    console.print(f"wall time {time.monotonic() - started:.0f} s; machine: {os.cpu_count()} CPUs, load average "
-                  f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares the "
-                  f"CPUs; the load generator and the gate's worker process run on the same machine)")
+    console.print(
+        f"wall time {time.monotonic() - started:.0f} s; machine: {os.cpu_count()} CPUs, load average "
+        f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares the "
+        f"CPUs; the load generator and the gate's worker process run on the same machine)"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

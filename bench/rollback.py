@@ -47,8 +47,9 @@ EXPECTED = {"1": 3.0, "2": 31.0}
 # ---- the client process -------------------------------------------------------------------
 
 
-async def client_main(url: str, out: Path, stop: Path, ready: Path, rate: float, max_seconds: float,
-                      concurrency: int) -> None:
+async def client_main(
+    url: str, out: Path, stop: Path, ready: Path, rate: float, max_seconds: float, concurrency: int
+) -> None:
     from urllib.parse import urlparse
 
     if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -119,8 +120,11 @@ def analyse(mark: Mark, rows: list[tuple[float, float, int, str, float | None]],
     # out when the next move was sent may have been routed after it, so it says nothing.
     after = [r for r in rows if mark.t_cmd <= r[0] and r[1] < mark.t_end]
     after.sort(key=lambda r: r[0])
-    out: dict = {"requests": len(after), "ack_ms": (mark.t_ack - mark.t_cmd) * 1000,
-                 "excluded": sum(1 for r in rows if mark.t_cmd <= r[0] < mark.t_end <= r[1])}
+    out: dict = {
+        "requests": len(after),
+        "ack_ms": (mark.t_ack - mark.t_cmd) * 1000,
+        "excluded": sum(1 for r in rows if mark.t_cmd <= r[0] < mark.t_end <= r[1]),
+    }
     first = next((r for r in after if r[3] == target), None)
     out["first_ms"] = (first[0] - mark.t_cmd) * 1000 if first else float("inf")
     out["first_seen_ms"] = (first[1] - mark.t_cmd) * 1000 if first else float("inf")
@@ -160,30 +164,41 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="client connections (paced workers)")
     parser.add_argument("--observe", type=float, default=1.0, help="seconds watched after each rollback")
     parser.add_argument("--limit-ms", type=float, default=100.0)
-    parser.add_argument("--fast-timers", action="store_true",
-                        help="controller tick 0.2 s / policy poll 0.5 s (tests' settings) instead of production's")
-    parser.add_argument("--save", type=Path, default=None, help="write raw requests, marks and audit events here (JSON)")
+    parser.add_argument(
+        "--fast-timers",
+        action="store_true",
+        help="controller tick 0.2 s / policy poll 0.5 s (tests' settings) instead of production's",
+    )
+    parser.add_argument(
+        "--save", type=Path, default=None, help="write raw requests, marks and audit events here (JSON)"
+    )
     parser.add_argument("--client", nargs=4, metavar=("URL", "OUT", "STOP", "READY"), help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=150.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.client:
         url, out, stop, ready = args.client
-        asyncio.run(client_main(url, Path(out), Path(stop), Path(ready), args.rate, args.max_seconds,
-                                args.concurrency))
+        asyncio.run(client_main(url, Path(out), Path(stop), Path(ready), args.rate, args.max_seconds, args.concurrency))
         return
 
     from common import TOKEN, ServerProcess, tmpdir
-    from modelfiles import python_model
     from rich.console import Console
     from rich.table import Table
+
+    from modelfiles import python_model
 
     console = Console(width=None if sys.stdout.isatty() else 140)
     load_before = os.getloadavg()
     work = tmpdir()
-    timers = ({} if args.fast_timers else
-              {"CHANGEOVER_CONTROLLER_TICK_S": "1.0", "CHANGEOVER_POLICY_POLL_S": "2.0",
-               "CHANGEOVER_WINDOW_SECONDS": "5.0"})
+    timers = (
+        {}
+        if args.fast_timers
+        else {
+            "CHANGEOVER_CONTROLLER_TICK_S": "1.0",
+            "CHANGEOVER_POLICY_POLL_S": "2.0",
+            "CHANGEOVER_WINDOW_SECONDS": "5.0",
+        }
+    )
     server = ServerProcess(work / "home", env=timers)
     client_proc: subprocess.Popen[bytes] | None = None
     marks: list[Mark] = []
@@ -217,9 +232,22 @@ def main() -> None:
         stop, ready, out = work / "stop", work / "ready", work / "client.json"
         total_budget = 30 + args.rounds * 3 + args.rollout_rounds * 6
         client_proc = subprocess.Popen(
-            [sys.executable, __file__, "--client", infer_url, str(out), str(stop), str(ready),
-             "--rate", str(args.rate), "--concurrency", str(args.concurrency),
-             "--max-seconds", str(total_budget)])
+            [
+                sys.executable,
+                __file__,
+                "--client",
+                infer_url,
+                str(out),
+                str(stop),
+                str(ready),
+                "--rate",
+                str(args.rate),
+                "--concurrency",
+                str(args.concurrency),
+                "--max-seconds",
+                str(total_budget),
+            ]
+        )
         wait_for(ready.exists, 30, "the client process")
         api.get("/api/status").raise_for_status()  # warm the API connection
         time.sleep(0.5)
@@ -240,8 +268,13 @@ def main() -> None:
                 marks.append(mark)
                 st.update(f"alias rollbacks: {i + 1}/{args.rounds}")
         # champion is v1 now, previous v2: a rollout of v2 against v1
-        spec = {"model": "m", "candidate": "2", "canary": {"steps": [50], "bake": "1h"},
-                "promote": "manual", "watch": 0}
+        spec = {
+            "model": "m",
+            "candidate": "2",
+            "canary": {"steps": [50], "bake": "1h"},
+            "promote": "manual",
+            "watch": 0,
+        }
         with console.status(f"rollout rollbacks: 0/{args.rollout_rounds}") as st:
             for i in range(args.rollout_rounds):
                 wait_for(lambda: steadily("1"), 10, "v1 to serve")
@@ -260,8 +293,12 @@ def main() -> None:
                 time.sleep(args.observe)
                 mark.t_end = time.monotonic()
                 marks.append(mark)
-                wait_for(lambda: not api.get("/api/rollouts", params={"model": "m", "active": True}).json(), 15,
-                         "the rollout to end", pause=0.1)
+                wait_for(
+                    lambda: not api.get("/api/rollouts", params={"model": "m", "active": True}).json(),
+                    15,
+                    "the rollout to end",
+                    pause=0.1,
+                )
                 st.update(f"rollout rollbacks: {i + 1}/{args.rollout_rounds}")
         stop.write_text("stop")
         client_proc.wait(timeout=60)
@@ -279,16 +316,20 @@ def main() -> None:
         args.save.write_text(json.dumps({"rows": rows, "marks": [m.__dict__ for m in marks], "events": events}))
     failed = [r for r in rows if r[2] != 200]
     mismatched = [r for r in rows if r[2] == 200 and EXPECTED.get(r[3]) != r[4]]
-    results = {kind: [analyse(m, rows, "1") | {"published_ms": published_ms(m, events)} for m in marks if m.kind == kind]
-               for kind in ("alias", "rollout")}
+    results = {
+        kind: [analyse(m, rows, "1") | {"published_ms": published_ms(m, events)} for m in marks if m.kind == kind]
+        for kind in ("alias", "rollout")
+    }
     duration = max(r[0] for r in rows) - min(r[0] for r in rows) if rows else 0.0
     lat = sorted((r[1] - r[0]) * 1000 for r in rows if r[2] == 200)
     sends = sorted(r[0] for r in rows)
-    gaps = [(b - a) * 1000 for a, b in zip(sends, sends[1:])]
+    gaps = [(b - a) * 1000 for a, b in zip(sends, sends[1:], strict=False)]
 
-    table = Table(title=f"rollback → new requests on the old champion (client paced at {args.rate:g} req/s, "
-                        f"achieved {len(rows) / max(duration, 1e-9):.0f} req/s, median gap between sends "
-                        f"{pct(gaps, 50):.1f} ms)")
+    table = Table(
+        title=f"rollback → new requests on the old champion (client paced at {args.rate:g} req/s, "
+        f"achieved {len(rows) / max(duration, 1e-9):.0f} req/s, median gap between sends "
+        f"{pct(gaps, 50):.1f} ms)"
+    )
     table.add_column("rollback of", justify="left")
     table.add_column("n", justify="right")
     table.add_column("figure (ms after the command)", justify="left")
@@ -300,27 +341,56 @@ def main() -> None:
         rs = results[kind]
         if not rs:
             continue
-        for key, name in (("first_ms", "first v1 (sent)"), ("all_ms", "all v1 (sent)  ← claim"),
-                          ("all_seen_ms", "all v1 (answer seen)"), ("ack_ms", "API call round trip"),
-                          ("published_ms", "policy committed (audit log)")):
+        for key, name in (
+            ("first_ms", "first v1 (sent)"),
+            ("all_ms", "all v1 (sent)  ← claim"),
+            ("all_seen_ms", "all v1 (answer seen)"),
+            ("ack_ms", "API call round trip"),
+            ("published_ms", "policy committed (audit log)"),
+        ):
             vals = [r[key] for r in rs]
             ok = max(vals) < args.limit_ms
             if key == "all_ms":
                 verdict_ok &= ok
-            table.add_row(label if key == "first_ms" else "", str(len(rs)), name, f"{statistics.median(vals):.1f}",
-                          f"{pct(vals, 95):.1f}", f"{max(vals):.1f}",
-                          ("[green]yes[/]" if ok else "[red]no[/]") if key in ("all_ms", "all_seen_ms") else "")
+            table.add_row(
+                label if key == "first_ms" else "",
+                str(len(rs)),
+                name,
+                f"{statistics.median(vals):.1f}",
+                f"{pct(vals, 95):.1f}",
+                f"{max(vals):.1f}",
+                ("[green]yes[/]" if ok else "[red]no[/]") if key in ("all_ms", "all_seen_ms") else "",
+            )
     console.print(table)
 
     detail = Table(title="per rollback (ms after the command)")
-    for col in ("#", "kind", "requests after", "old-version answers", "in flight at end", "first v1", "all v1 sent", "all v1 seen",
-                "ack", "policy committed"):
+    for col in (
+        "#",
+        "kind",
+        "requests after",
+        "old-version answers",
+        "in flight at end",
+        "first v1",
+        "all v1 sent",
+        "all v1 seen",
+        "ack",
+        "policy committed",
+    ):
         detail.add_column(col, justify="right")
     for i, m in enumerate(marks, 1):
         r = analyse(m, rows, "1")
-        detail.add_row(str(i), m.kind, str(r["requests"]), str(r["stragglers"]), str(r["excluded"]), f"{r['first_ms']:.1f}",
-                       f"{r['all_ms']:.1f}", f"{r['all_seen_ms']:.1f}", f"{r['ack_ms']:.1f}",
-                       f"{published_ms(m, events):.1f}")
+        detail.add_row(
+            str(i),
+            m.kind,
+            str(r["requests"]),
+            str(r["stragglers"]),
+            str(r["excluded"]),
+            f"{r['first_ms']:.1f}",
+            f"{r['all_ms']:.1f}",
+            f"{r['all_seen_ms']:.1f}",
+            f"{r['ack_ms']:.1f}",
+            f"{published_ms(m, events):.1f}",
+        )
     console.print(detail)
     phases = {}
     for ro in rollouts:
@@ -328,16 +398,23 @@ def main() -> None:
     console.print(
         f"client: {len(rows)} requests in {duration:.1f} s, failed {len(failed)}, answers not matching their "
         f"x-changeover-version {len(mismatched)}, late sends {data['skipped']}, request latency p50 "
-        f"{pct(lat, 50):.1f} ms p99 {pct(lat, 99):.1f} ms; rollouts by final phase {phases}")
-    console.print(f"machine: {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.1f} before, "
-                  f"{os.getloadavg()[0]:.1f} after (other work shares the CPUs)")
-    console.print(f"server timers: controller tick {server.env['CHANGEOVER_CONTROLLER_TICK_S']} s, policy poll "
-                  f"{server.env['CHANGEOVER_POLICY_POLL_S']} s (a switch slower than the tick would mean the wake "
-                  "path failed)")
+        f"{pct(lat, 50):.1f} ms p99 {pct(lat, 99):.1f} ms; rollouts by final phase {phases}"
+    )
+    console.print(
+        f"machine: {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (other work shares the CPUs)"
+    )
+    console.print(
+        f"server timers: controller tick {server.env['CHANGEOVER_CONTROLLER_TICK_S']} s, policy poll "
+        f"{server.env['CHANGEOVER_POLICY_POLL_S']} s (a switch slower than the tick would mean the wake "
+        "path failed)"
+    )
     if failed:
         console.print(f"[red]failed requests, e.g. {failed[:3]}[/]")
-    console.print(f"claim 'new requests on the old champion within {args.limit_ms:g} ms': "
-                  + ("[green]holds[/]" if verdict_ok else "[red]does NOT hold[/]"))
+    console.print(
+        f"claim 'new requests on the old champion within {args.limit_ms:g} ms': "
+        + ("[green]holds[/]" if verdict_ok else "[red]does NOT hold[/]")
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -46,10 +46,13 @@ MB = 1024 * 1024
 # ---- the recording client (a separate process) ---------------------------------------------
 
 
-async def record(url: str, body: bytes, out: Path, stop: Path, ready: Path, rate: float, concurrency: int,
-                 max_seconds: float) -> None:
+async def record(
+    url: str, body: bytes, out: Path, stop: Path, ready: Path, rate: float, concurrency: int, max_seconds: float
+) -> None:
     """Open loop at `rate`: every request's (send time, latency ms, status); bounded in time,
-    requests and requests in flight (a send that would exceed the bound is counted, not queued)."""
+    requests and requests in flight (8 × concurrency; a send past the bound is counted, not
+    queued). Each request in flight has its own connection, as independent users would: a
+    queue forms in the server, not in a client-side connection pool."""
     from urllib.parse import urlparse
 
     if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -57,7 +60,8 @@ async def record(url: str, body: bytes, out: Path, stop: Path, ready: Path, rate
     rows: list[tuple[float, float, int]] = []
     unsent: list[float] = []
     headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    bound = concurrency * 8
+    limits = httpx.Limits(max_connections=bound, max_keepalive_connections=bound)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
         await asyncio.gather(*(client.post(url, content=body, headers=headers) for _ in range(min(concurrency, 4))))
         ready.write_text("ok")
@@ -84,7 +88,7 @@ async def record(url: str, body: bytes, out: Path, stop: Path, ready: Path, rate
                 await asyncio.sleep(next_at - now)
             next_at += interval
             n += 1
-            if len(tasks) >= concurrency * 8:
+            if len(tasks) >= bound:
                 unsent.append(time.monotonic())
                 continue
             task = asyncio.create_task(one())
@@ -97,15 +101,27 @@ async def record(url: str, body: bytes, out: Path, stop: Path, ready: Path, rate
 class Recorder:
     """Starts the recording client in its own process; `finish()` returns its rows."""
 
-    def __init__(self, url: str, body: dict, folder: Path, *, rate: float, concurrency: int = 16,
-                 max_seconds: float = 170.0) -> None:
+    def __init__(
+        self, url: str, body: dict, folder: Path, *, rate: float, concurrency: int = 16, max_seconds: float = 170.0
+    ) -> None:
         self.folder = folder
         self.paths = {k: folder / f"recorder-{k}" for k in ("body", "out", "stop", "ready")}
         self.paths["body"].write_text(json.dumps(body))
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--record", url, *(str(self.paths[k]) for k in
-             ("body", "out", "stop", "ready")), "--rate", str(rate), "--concurrency", str(concurrency),
-             "--max-seconds", str(max_seconds)])
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--record",
+                url,
+                *(str(self.paths[k]) for k in ("body", "out", "stop", "ready")),
+                "--rate",
+                str(rate),
+                "--concurrency",
+                str(concurrency),
+                "--max-seconds",
+                str(max_seconds),
+            ]
+        )
         deadline = time.monotonic() + 60
         while not self.paths["ready"].exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -124,8 +140,9 @@ class Recorder:
             self.proc.wait(timeout=10)
 
 
-def segment_stats(rows: list[tuple[float, float, int]], segments: list[tuple[float, float]],
-                  unsent: list[float] | None = None) -> dict:
+def segment_stats(
+    rows: list[tuple[float, float, int]], segments: list[tuple[float, float]], unsent: list[float] | None = None
+) -> dict:
     """Pooled latency figures of the requests SENT inside the given segments."""
     starts = np.asarray([s for s, _ in segments])
     ends = np.asarray([e for _, e in segments])
@@ -134,7 +151,7 @@ def segment_stats(rows: list[tuple[float, float, int]], segments: list[tuple[flo
     sent = np.asarray([r[0] for r in rows]) if rows else np.zeros(0)
     lat = np.asarray([r[1] for r in rows]) if rows else np.zeros(0)
     ok = np.asarray([r[2] == 200 for r in rows]) if rows else np.zeros(0, dtype=bool)
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         inside = (sent >= s) & (sent < e)
         per_segment.append(lat[inside])
         failed += int(np.sum(inside & ~ok))
@@ -154,8 +171,9 @@ def segment_stats(rows: list[tuple[float, float, int]], segments: list[tuple[flo
     }
 
 
-def ratio_interval(a: list[np.ndarray], b: list[np.ndarray], q: float = 99, n: int = 1000,
-                   seed: int = 0) -> tuple[float, float]:
+def ratio_interval(
+    a: list[np.ndarray], b: list[np.ndarray], q: float = 99, n: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """90% bootstrap interval of p_q(a)/p_q(b), resampling whole segments on each side."""
     rng = np.random.default_rng(seed)
     if not a or not b:
@@ -200,8 +218,9 @@ def main() -> None:
     parser.add_argument("--segment", type=float, default=3.0, help="seconds of one measured segment")
     parser.add_argument("--segments", type=int, default=8, help="segments of each kind in each block")
     parser.add_argument("--saturation-seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients for saturation; "
-                        "connections of the open loop")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="closed-loop clients for saturation; connections of the open loop"
+    )
     parser.add_argument("--share", type=float, default=0.5, help="open-loop rate as a share of saturation")
     parser.add_argument("--rate", type=float, default=None, help="a fixed rate instead of a share of saturation")
     parser.add_argument("--hang-seconds", type=float, default=30.0, help="how long the hanging shadow sleeps")
@@ -211,22 +230,38 @@ def main() -> None:
     args = parser.parse_args()
     if args.record:
         url, body, out, stop, ready = args.record
-        asyncio.run(record(url, Path(body).read_bytes(), Path(out), Path(stop), Path(ready), args.rate,
-                           args.concurrency, args.max_seconds))
+        asyncio.run(
+            record(
+                url,
+                Path(body).read_bytes(),
+                Path(out),
+                Path(stop),
+                Path(ready),
+                args.rate,
+                args.concurrency,
+                args.max_seconds,
+            )
+        )
         return
 
     from common import TOKEN, ServerProcess, body_file, load, tmpdir
-    from modelfiles import breast_cancer, python_model, skops_classifiers, v2_request
     from rich.console import Console
     from rich.table import Table
+
+    from modelfiles import breast_cancer, python_model, skops_classifiers, v2_request
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     load_before = os.getloadavg()
     started = time.monotonic()
     work = tmpdir()
-    server = ServerProcess(work / "home", env={"CHANGEOVER_CONTROLLER_TICK_S": "1.0",
-                                              "CHANGEOVER_POLICY_POLL_S": "2.0",
-                                              "CHANGEOVER_WINDOW_SECONDS": "5.0"})
+    server = ServerProcess(
+        work / "home",
+        env={
+            "CHANGEOVER_CONTROLLER_TICK_S": "1.0",
+            "CHANGEOVER_POLICY_POLL_S": "2.0",
+            "CHANGEOVER_WINDOW_SECONDS": "5.0",
+        },
+    )
     recorder: Recorder | None = None
     marks: dict[tuple[str, str], list[tuple[float, float]]] = {}
     rss_log: list[tuple[float, int]] = []
@@ -280,8 +315,9 @@ def main() -> None:
                     api.delete("/api/models/m/shadows", params={"version": version}).raise_for_status()
                     active.discard(version)
             if want and want not in active:
-                api.post("/api/models/m/shadows", json={"version": want, "sample": 1.0, "timeout_s": args.timeout}
-                         ).raise_for_status()
+                api.post(
+                    "/api/models/m/shadows", json={"version": want, "sample": 1.0, "timeout_s": args.timeout}
+                ).raise_for_status()
                 active.add(want)
             wait_policy({int(want)} if want else set())
 
@@ -291,9 +327,11 @@ def main() -> None:
             load(url, body_path, seconds=2, concurrency=args.concurrency)
             saturation = load(url, body_path, seconds=args.saturation_seconds, concurrency=args.concurrency)
         rate = args.rate or max(1.0, round(saturation["rps"] * args.share))
-        console.print(f"saturation: {saturation['rps']:.0f} req/s with {args.concurrency} closed-loop clients "
-                      f"(p50 {saturation['p50_ms']:.1f} ms, p99 {saturation['p99_ms']:.1f} ms) → open loop at "
-                      f"{rate:g} req/s")
+        console.print(
+            f"saturation: {saturation['rps']:.0f} req/s with {args.concurrency} closed-loop clients "
+            f"(p50 {saturation['p50_ms']:.1f} ms, p99 {saturation['p99_ms']:.1f} ms) → open loop at "
+            f"{rate:g} req/s"
+        )
 
         stop_sampling = threading.Event()
 
@@ -335,18 +373,40 @@ def main() -> None:
     def rss_between(t0: float, t1: float) -> list[int]:
         return [v for t, v in rss_log if t0 <= t <= t1]
 
-    table = Table(title=f"champion v1 (skops logistic regression) at {rate:g} req/s open loop; segments of "
-                        f"{args.segment:g}s alternating; shadow timeout {args.timeout:g}s")
-    for col in ("block", "shadow", "segments", "requests", "failed", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                "RSS first→last MB", "RSS max MB"):
+    table = Table(
+        title=f"champion v1 (skops logistic regression) at {rate:g} req/s open loop; segments of "
+        f"{args.segment:g}s alternating; shadow timeout {args.timeout:g}s"
+    )
+    for col in (
+        "block",
+        "shadow",
+        "segments",
+        "requests",
+        "failed",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "RSS first→last MB",
+        "RSS max MB",
+    ):
         table.add_column(col, justify="left" if col in ("block", "shadow") else "right")
     for (block, kind), st in stats.items():
         segs = marks[(block, kind)]
         rss = rss_between(segs[0][0], segs[-1][1]) or [0]
-        table.add_row(block, {"none": "none", "shadow": "v2 tree, sample 1.0", "hang": "v3 hangs, sample 1.0"}[kind],
-                      str(st["segments"]), str(st["requests"]), str(st["failed"] + st["unsent"]),
-                      f"{st['p50']:.2f}", f"{st['p90']:.2f}", f"{st['p99']:.2f}", f"{st['max']:.1f}",
-                      f"{rss[0] / MB:.1f}→{rss[-1] / MB:.1f}", f"{max(rss) / MB:.1f}")
+        table.add_row(
+            block,
+            {"none": "none", "shadow": "v2 tree, sample 1.0", "hang": "v3 hangs, sample 1.0"}[kind],
+            str(st["segments"]),
+            str(st["requests"]),
+            str(st["failed"] + st["unsent"]),
+            f"{st['p50']:.2f}",
+            f"{st['p90']:.2f}",
+            f"{st['p99']:.2f}",
+            f"{st['max']:.1f}",
+            f"{rss[0] / MB:.1f}→{rss[-1] / MB:.1f}",
+            f"{max(rss) / MB:.1f}",
+        )
     console.print(table)
 
     def verdict(ok: bool) -> str:
@@ -360,39 +420,61 @@ def main() -> None:
         ratio = a["p99"] / b["p99"]
         low, high = ratio_interval(a["per_segment"], b["per_segment"])
         name = "shadow at sample 1.0" if kind == "shadow" else "hanging shadow"
-        summary.add_row(f"p99 ratio, {name} / none", f"{ratio:.2f}  (90% CI {low:.2f}–{high:.2f})",
-                        f"≤ {target:g}", verdict(ratio <= target))
+        summary.add_row(
+            f"p99 ratio, {name} / none",
+            f"{ratio:.2f}  (90% CI {low:.2f}–{high:.2f})",
+            f"≤ {target:g}",
+            verdict(ratio <= target),
+        )
         p50r = a["p50"] / b["p50"]
         summary.add_row(f"p50 ratio, {name} / none", f"{p50r:.2f}", "", "")
     hang_failed = stats[("hang", "hang")]["failed"] + stats[("hang", "hang")]["unsent"]
     all_failed = sum(1 for r in rows if r[2] != 200) + len(unsent)
     summary.add_row("failed user requests while the shadow hangs", str(hang_failed), "0", verdict(hang_failed == 0))
-    summary.add_row("failed user requests, whole run", f"{all_failed} of {len(rows) + len(unsent)}", "0",
-                    verdict(all_failed == 0))
+    summary.add_row(
+        "failed user requests, whole run", f"{all_failed} of {len(rows) + len(unsent)}", "0", verdict(all_failed == 0)
+    )
     hang_segs = marks[("hang", "hang")] + marks[("hang", "none")]
     t0, t1 = min(s for s, _ in hang_segs), max(e for _, e in hang_segs)
     rss = rss_between(t0, t1)
     growth = (rss[-1] - rss[0]) / MB
-    summary.add_row("server RSS across the hanging block (first → last, max)",
-                    f"{rss[0] / MB:.1f} → {rss[-1] / MB:.1f} MB ({growth:+.1f}), max {max(rss) / MB:.1f}",
-                    "flat", verdict(abs(growth) < 0.05 * rss[0] / MB))
+    summary.add_row(
+        "server RSS across the hanging block (first → last, max)",
+        f"{rss[0] / MB:.1f} → {rss[-1] / MB:.1f} MB ({growth:+.1f}), max {max(rss) / MB:.1f}",
+        "flat",
+        verdict(abs(growth) < 0.05 * rss[0] / MB),
+    )
     first_block = [v for t, v in rss_log if t < t0]
     if first_block:
-        summary.add_row("server RSS across the first block (for comparison)",
-                        f"{first_block[0] / MB:.1f} → {first_block[-1] / MB:.1f} MB "
-                        f"({(first_block[-1] - first_block[0]) / MB:+.1f})", "", "")
+        summary.add_row(
+            "server RSS across the first block (for comparison)",
+            f"{first_block[0] / MB:.1f} → {first_block[-1] / MB:.1f} MB "
+            f"({(first_block[-1] - first_block[0]) / MB:+.1f})",
+            "",
+            "",
+        )
     summary.add_row("server RSS at the end / peak (VmHWM)", f"{final_rss / MB:.1f} / {final_hwm / MB:.1f} MB", "", "")
     for block, version in (("shadow", "2"), ("hang", "3")):
         start, end = counts_at[f"{block} start"], counts_at[f"{block} end"]
         delta = {o: end.get((v, o), 0) - start.get((v, o), 0) for (v, o) in end if v == version}
-        summary.add_row(f"changeover_shadow_calls_total, v{version} during block {block}",
-                        ", ".join(f"{o}={n:.0f}" for o, n in sorted(delta.items()) if n) or "-", "", "")
-    summary.add_row("server stop (SIGTERM) with hung shadow threads",
-                    f"{stop_s:.1f} s" + (" — killed (SIGKILL after 15 s)" if killed else ""), "", "")
+        summary.add_row(
+            f"changeover_shadow_calls_total, v{version} during block {block}",
+            ", ".join(f"{o}={n:.0f}" for o, n in sorted(delta.items()) if n) or "-",
+            "",
+            "",
+        )
+    summary.add_row(
+        "server stop (SIGTERM) with hung shadow threads",
+        f"{stop_s:.1f} s" + (" — killed (SIGKILL after 15 s)" if killed else ""),
+        "",
+        "",
+    )
     console.print(summary)
-    console.print(f"wall time {time.monotonic() - started:.0f} s; machine: {os.cpu_count()} CPUs, load average "
-                  f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares the "
-                  f"CPUs; the load generator runs on the same machine)")
+    console.print(
+        f"wall time {time.monotonic() - started:.0f} s; machine: {os.cpu_count()} CPUs, load average "
+        f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares the "
+        f"CPUs; the load generator runs on the same machine)"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -128,49 +128,48 @@ def test_openapi_lists_the_management_paths(server: ServerProcess) -> None:
 def test_push_show_alias_and_events_over_http(admin: httpx.Client, folder: Path) -> None:
     body = tarball(folder)
     http = admin
-    if True:
-        params = {"filename": "triple.tar.gz", "folder": "true", "label": ["team=api", "tier=gold"]}
-        created = http.post("/api/models/triple/versions", params=params, content=body,
-                            headers={"x-changeover-actor": "alice"})
-        assert created.status_code == 201, created.text
-        record = created.json()
-        assert (record["model"], record["version"], record["created"], record["runtime"]) == ("triple", 1, True, "python")
-        assert record["labels"] == {"team": "api", "tier": "gold"}
-        assert len(record["sha256"]) == 64
-        again = http.post("/api/models/triple/versions", params=params, content=body)
-        assert again.status_code == 200 and again.json()["created"] is False and again.json()["version"] == 1
+    params = {"filename": "triple.tar.gz", "folder": "true", "label": ["team=api", "tier=gold"]}
+    created = http.post("/api/models/triple/versions", params=params, content=body,
+                        headers={"x-changeover-actor": "alice"})
+    assert created.status_code == 201, created.text
+    record = created.json()
+    assert (record["model"], record["version"], record["created"], record["runtime"]) == ("triple", 1, True, "python")
+    assert record["labels"] == {"team": "api", "tier": "gold"}
+    assert len(record["sha256"]) == 64
+    again = http.post("/api/models/triple/versions", params=params, content=body)
+    assert again.status_code == 200 and again.json()["created"] is False and again.json()["version"] == 1
 
-        moved = http.put("/api/models/triple/aliases/champion", json={"version": 1, "reason": "first"},
-                         headers={"x-changeover-actor": "bob"})
-        assert moved.status_code == 200, moved.text
-        assert moved.json() == {"model": "triple", "alias": "champion", "version": 1, "previous": None}
+    moved = http.put("/api/models/triple/aliases/champion", json={"version": 1, "reason": "first"},
+                     headers={"x-changeover-actor": "bob"})
+    assert moved.status_code == 200, moved.text
+    assert moved.json() == {"model": "triple", "alias": "champion", "version": 1, "previous": None}
 
-        one = http.get("/api/models/triple/versions/champion").json()
-        assert one["version"] == 1 and one["aliases"] == ["champion"] and one["sha256"] == record["sha256"]
-        model = http.get("/api/models/triple").json()
-        assert model["aliases"] == {"champion": 1}
-        assert [(h["alias"], h["version"], h["actor"]) for h in model["alias_history"]] == [("champion", 1, "bob")]
-        listing = http.get("/api/models").json()
-        assert {"model": "triple", "versions": [1], "aliases": {"champion": 1}} in listing
+    one = http.get("/api/models/triple/versions/champion").json()
+    assert one["version"] == 1 and one["aliases"] == ["champion"] and one["sha256"] == record["sha256"]
+    model = http.get("/api/models/triple").json()
+    assert model["aliases"] == {"champion": 1}
+    assert [(h["alias"], h["version"], h["actor"]) for h in model["alias_history"]] == [("champion", 1, "bob")]
+    listing = http.get("/api/models").json()
+    assert {"model": "triple", "versions": [1], "aliases": {"champion": 1}} in listing
 
-        events = http.get("/api/events", params={"model": "triple"}).json()
-        assert [(e["kind"], e["actor"]) for e in events][:2] == [("push", "alice"), ("alias", "bob")]
-        newest = http.get("/api/events", params={"model": "triple", "limit": 1}).json()
-        assert len(newest) == 1 and newest[0]["id"] == events[-1]["id"]
-        later = http.get("/api/events", params={"model": "triple", "after": events[0]["id"]}).json()
-        assert [e["id"] for e in later] == [e["id"] for e in events[1:]]
+    events = http.get("/api/events", params={"model": "triple"}).json()
+    assert [(e["kind"], e["actor"]) for e in events][:2] == [("push", "alice"), ("alias", "bob")]
+    newest = http.get("/api/events", params={"model": "triple", "limit": 1}).json()
+    assert len(newest) == 1 and newest[0]["id"] == events[-1]["id"]
+    later = http.get("/api/events", params={"model": "triple", "after": events[0]["id"]}).json()
+    assert [e["id"] for e in later] == [e["id"] for e in events[1:]]
 
-        deadline = time.monotonic() + 10
-        while True:
-            answer = http.post("/v2/models/triple/infer",
-                               json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]})
-            if answer.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [9.0]
-        status = http.get("/api/status").json()
-        row = next(m for m in status["models"] if m["model"] == "triple")
-        assert row["aliases"] == {"champion": 1} and row["policy"]["champion"] == 1
+    deadline = time.monotonic() + 10
+    while True:
+        answer = http.post("/v2/models/triple/infer",
+                           json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]})
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [9.0]
+    status = http.get("/api/status").json()
+    row = next(m for m in status["models"] if m["model"] == "triple")
+    assert row["aliases"] == {"champion": 1} and row["policy"]["champion"] == 1
 
 
 @pytest.mark.parametrize(
@@ -210,12 +209,11 @@ def test_management_errors_are_clear(
 
 def test_a_pickle_without_trust_is_refused_with_an_event(admin: httpx.Client) -> None:
     http = admin
-    if True:
-        response = http.post("/api/models/pickled/versions", params={"filename": "model.pkl"}, content=b"\x80\x04K\x01.")
-        assert 400 <= response.status_code < 500 and "--trust" in response.json()["error"]
-        events = http.get("/api/events", params={"limit": 1000}).json()
-        assert any(e["kind"] == "refused" and e["evidence"]["model"] == "pickled" for e in events)
-        assert http.get("/api/models/pickled").status_code == 404
+    response = http.post("/api/models/pickled/versions", params={"filename": "model.pkl"}, content=b"\x80\x04K\x01.")
+    assert 400 <= response.status_code < 500 and "--trust" in response.json()["error"]
+    events = http.get("/api/events", params={"limit": 1000}).json()
+    assert any(e["kind"] == "refused" and e["evidence"]["model"] == "pickled" for e in events)
+    assert http.get("/api/models/pickled").status_code == 404
 
 
 @pytest.mark.xfail(

@@ -68,16 +68,16 @@ def test_a_session_with_the_console_script(server: ServerProcess, models: dict[s
     pushed = script(server, "models", "push", str(models["plus"]), "--name", "calc", "--label", "owner=cli")
     assert pushed.returncode == 0, pushed.stderr
     assert "pushed calc v1 (python" in pushed.stdout
-    moved = script(server, "alias", "set", "calc", "champion", "1", "--reason", "ship it")
-    assert moved.returncode == 0, moved.stderr
+    moved = run(server, "alias", "set", "calc", "champion", "1", "--reason", "ship it")
+    assert moved.exit_code == 0, moved.stderr
     assert "champion of calc" in moved.stdout and "v1" in moved.stdout
     shown = script(server, "models", "show", "calc@champion", "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert (data["model"], data["version"], data["runtime"], data["labels"]) == ("calc", 1, "python", {"owner": "cli"})
     assert data["aliases"] == ["champion"]
-    status = script(server, "status")
-    assert status.returncode == 0, status.stderr
+    status = run(server, "status")
+    assert status.exit_code == 0, status.stderr
     line = next(ln for ln in status.stdout.splitlines() if "calc" in ln)
     assert "champion=v1" in line
 

@@ -143,6 +143,13 @@ def test_health_live_and_ready(env: Env) -> None:
     assert ready.status_code == 200 and ready.json() == {"ready": True}
 
 
+def test_inference_needs_no_token_by_default(env: Env) -> None:
+    assert "authorization" not in env.http.headers
+    assert env.infer("cancer", cancer_body(X[:1])).status_code == 200
+    assert env.http.get("/v2/models/cancer").status_code == 200
+    assert env.http.get("/api/models").status_code == 401  # while management does
+
+
 def test_model_metadata(env: Env) -> None:
     meta = env.http.get("/v2/models/cancer")
     assert meta.status_code == 200

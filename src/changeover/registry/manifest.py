@@ -12,7 +12,8 @@ from changeover.domain.signature import Signature, TensorSpec
 from changeover.errors import ArtifactError
 
 MANIFEST = "model.yaml"
-KNOWN_KEYS = {"runtime", "predictor", "artifact", "inputs", "outputs", "features", "url", "remote_model", "deployment"}
+KNOWN_KEYS = {"runtime", "predictor", "artifact", "inputs", "outputs", "features", "url", "remote_model", "deployment",
+              "inner_runtime"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def read_manifest(artifact: Path) -> Manifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: bad inputs/outputs ({exc})") from exc
-    extra = {k: data[k] for k in ("url", "remote_model", "deployment") if k in data}
+    extra = {k: data[k] for k in ("url", "remote_model", "deployment", "inner_runtime") if k in data}
     return Manifest(
         runtime=data.get("runtime"),
         predictor=data.get("predictor"),
