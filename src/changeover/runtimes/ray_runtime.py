@@ -9,6 +9,7 @@ On a multi-machine cluster the artifacts folder must be on storage every node ca
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -77,10 +78,8 @@ class RayModel:
     def close(self) -> None:
         from ray import serve
 
-        try:
+        with contextlib.suppress(Exception):  # Ray may already be shutting down with the process
             serve.delete(self.app_name)
-        except Exception:  # Ray may already be shutting down with the process
-            pass
 
 
 class RayRuntime:
@@ -103,8 +102,8 @@ class RayRuntime:
         _ensure_ray()
         signature = request.signature or manifest.signature
         app_name = "changeover-" + hashlib.sha256(str(request.path).encode()).hexdigest()[:16]
-        deployment = serve.deployment(VersionDeployment, name="version", num_replicas=1,
-                                      ray_actor_options={"num_cpus": 0})
+        deployment: Any = serve.deployment(VersionDeployment, name="version", num_replicas=1,
+                                           ray_actor_options={"num_cpus": 0})
         app = deployment.bind(str(request.path), inner,
                               {"predictor": manifest.predictor, "artifact": manifest.artifact},
                               signature.to_dict() if signature else None, request.trusted)
