@@ -14,6 +14,15 @@ from changeover.cli.common import JsonOpt, client, console, err, fail, print_jso
 shadow_app = typer.Typer(no_args_is_help=True, help="Shadows: a copy of live traffic, compared request by request.")
 
 
+def versioned_ref(ref: str) -> tuple[str, str]:
+    """NAME@VERSION, or exit 2 saying so."""
+    name, version = split_ref(ref)
+    if not version:
+        err.print(f"[red]error[/red]: expected NAME@VERSION, got {ref!r}")
+        raise typer.Exit(2)
+    return name, version
+
+
 def _fmt(x: Any, digits: int = 4) -> str:
     if x is None:
         return "-"
@@ -29,10 +38,7 @@ def compat(
     as_json: JsonOpt = False,
 ) -> None:
     """Can the candidate read today's production requests? Signatures, then a replay of recorded traffic."""
-    name, version = split_ref(ref)
-    if not version:
-        err.print("[red]error[/red]: give NAME@VERSION")
-        raise typer.Exit(2)
+    name, version = versioned_ref(ref)
     try:
         result = client().request("POST", f"/api/models/{name}/versions/{version}/compat",
                                   params={"against": against, "limit": limit})
@@ -73,10 +79,7 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """The offline gate: candidate against champion on the same data. Exit 0 pass, 1 fail, 2 bad input."""
-    name, version = split_ref(ref)
-    if not version:
-        err.print("[red]error[/red]: give NAME@VERSION")
-        raise typer.Exit(2)
+    name, version = versioned_ref(ref)
     if not data.is_file():
         err.print(f"[red]error[/red]: --data: {data} is not a file")
         raise typer.Exit(2)
@@ -144,10 +147,7 @@ def shadow_start(
     """Mirror live traffic to a version; its answers never reach a user."""
     from changeover.domain.spec import parse_duration
 
-    name, version = split_ref(ref)
-    if not version:
-        err.print("[red]error[/red]: give NAME@VERSION")
-        raise typer.Exit(2)
+    name, version = versioned_ref(ref)
     try:
         duration = parse_duration(for_) if for_ else None
     except (ValueError, TypeError) as exc:
