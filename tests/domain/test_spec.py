@@ -270,3 +270,24 @@ def test_all_names_exist() -> None:
     from changeover.domain import spec
 
     assert all(hasattr(spec, name) for name in spec.__all__)
+
+
+@pytest.mark.parametrize(
+    ("override", "ok"),
+    [
+        ({"route_header": True}, True),
+        ({"route_header": True, "header": "x-team", "value": "qa"}, True),
+        ({"route_header": True, "version": "candidate"}, False),
+        ({"route_header": True, "keys": ["a"]}, False),
+        ({"route_header": True, "header": "x-team"}, False),
+        ({"header": "x-beta", "value": "1"}, False),  # a pin needs its version
+    ],
+)
+def test_route_header_overrides(override: dict, ok: bool) -> None:
+    data = {"model": "m", "candidate": "2", "canary": {"overrides": [override]}}
+    if ok:
+        assert parse_spec(data).canary.overrides[0].route_header  # type: ignore[union-attr]
+    else:
+        with pytest.raises(SpecError) as info:
+            parse_spec(data)
+        assert any(path.startswith("canary.overrides[0]") for path, _ in info.value.problems)

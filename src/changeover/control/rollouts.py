@@ -174,6 +174,11 @@ class RolloutReconciler:
             return ()
         out = []
         for o in spec.canary.overrides:
+            if o.route_header:
+                out.append(Override(field=f"header:{o.header}" if o.header else None,
+                                    values=(str(o.value),) if o.value is not None else (), version=None,
+                                    allowed=(champion, candidate)))
+                continue
             version = candidate if str(o.version) in ("candidate", str(candidate)) else champion
             if o.header:
                 out.append(Override(field=f"header:{o.header}", values=(str(o.value),) if o.value is not None else (),

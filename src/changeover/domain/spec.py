@@ -241,12 +241,15 @@ class JudgeSpec(_Model):
 
 
 class Override(_Model):
-    """Pin some requests to one version: by a header value, or by sticky keys."""
+    """Pin some requests to one version: by a header value, or by sticky keys. Or, with
+    ``route_header: true``, let the ``x-changeover-route`` header pick the champion or the
+    candidate (for every request, or only those whose ``header`` has ``value``)."""
 
     header: str | None = None
     value: Text | None = None
     keys: list[Text] | None = None
-    version: Version
+    version: Version | None = None
+    route_header: bool = False
 
     @field_validator("header", mode="before")
     @classmethod
@@ -257,6 +260,14 @@ class Override(_Model):
 
     @model_validator(mode="after")
     def _one_form(self) -> Override:
+        if self.route_header:
+            if self.keys is not None or self.version is not None:
+                raise ValueError("route_header lets the request's header choose: no keys and no version")
+            if (self.header is None) != (self.value is None):
+                raise ValueError("route_header may be limited by header and value, given together")
+            return self
+        if self.version is None:
+            raise ValueError("an override needs the version it pins: candidate or champion")
         if (self.header is None) == (self.keys is None):
             raise ValueError("an override has either header and value, or keys")
         if self.header is not None and self.value is None:
