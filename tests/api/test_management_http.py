@@ -216,12 +216,6 @@ def test_a_pickle_without_trust_is_refused_with_an_event(admin: httpx.Client) ->
     assert http.get("/api/models/pickled").status_code == 404
 
 
-@pytest.mark.xfail(
-    reason="BUG: registry/service.py Registry._push catches only ArtifactError around the runtime's load; "
-    "a corrupt artifact raises the library's own error (zipfile.BadZipFile from skops, onnxruntime's "
-    "InvalidProtobuf, an unpickling error) which escapes as a plain-text 500 with no `refused` event",
-    strict=True,
-)
 @pytest.mark.parametrize("filename", ["junk.skops", "junk.onnx", "junk.joblib"])
 def test_a_corrupt_artifact_is_refused_with_a_4xx_and_an_event(server: ServerProcess, token: str, filename: str) -> None:
     name = "junk-" + filename.split(".")[1]
@@ -265,11 +259,6 @@ def test_the_token_setting_can_guard_inference_too(server: ServerProcess, token:
         assert http.post("/v2/models/triple/versions/1/infer", json=body).status_code == 401
 
 
-@pytest.mark.xfail(
-    reason="BUG: gateway/app.py Gateway.feedback never checks the token, though settings.py says "
-    "require_token_for_inference guards 'inference and feedback'",
-    strict=True,
-)
 def test_the_token_setting_guards_feedback(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as http:
         response = http.post("/v1/feedback", json={"request_id": "r1", "label": 1})

@@ -216,11 +216,6 @@ def test_batches_along_the_first_dimension(env: Env, batch: int) -> None:
         assert rows == label["data"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a batch of 0 rows passes the signature check (shape -1 matches 0) and reaches the model, "
-    "which raises (scikit-learn refuses 0 samples): the answer is a 500, not an empty answer or a 422",
-    strict=True,
-)
 def test_an_empty_batch_is_not_a_server_error(env: Env) -> None:
     response = env.infer("cancer", {"inputs": [{"name": "input", "shape": [0, 30], "datatype": "FP64", "data": []}]})
     assert response.status_code < 500, response.text
@@ -472,6 +467,13 @@ def test_metrics_count_requests_errors_and_latency_per_model_and_version(env: En
     assert text.headers["content-type"].startswith("text/plain")
 
 
+def test_unknown_model_names_do_not_grow_the_metrics(env: Env) -> None:
+    for i in range(20):
+        assert env.infer(f"made-up-{i}", cancer_body(X[:1])).status_code == 404
+    text = env.http.get("/metrics").text
+    assert "made-up-" not in text
+
+
 # ---- real v2 clients ----------------------------------------------------------------------
 
 
@@ -521,30 +523,82 @@ def test_tritonclient_json_requests(env: Env) -> None:
         assert label["data"] == env.reference[1].predict(x).tolist()
 
 
-@pytest.mark.xfail(
-    reason="BUG: the gateway does not read Triton's binary tensor data extension (gateway/http.py read_json "
-    "parses the whole body as JSON, ignoring Inference-Header-Content-Length), yet tritonclient.http sends "
-    "inputs that way by default (set_data_from_numpy(binary_data=True)): Triton's client does not work unchanged",
-    strict=True,
-)
+def triton_binary_request(tensors: dict[str, np.ndarray], *, outputs: list[str] | None = None) -> tuple[bytes, dict]:
+    """What tritonclient.http sends by default (``set_data_from_numpy(x)``, binary_data=True): a JSON
+    header, then each input's raw little-endian bytes (BYTES: a 4-byte length before each element)."""
+    inputs, blobs = [], []
+    for name, array in tensors.items():
+        if array.dtype == object:
+            raw = b"".join(len(v).to_bytes(4, "little") + v for v in (e if isinstance(e, bytes) else str(e).encode()
+                                                                       for e in array.reshape(-1)))
+            datatype = "BYTES"
+        else:
+            raw = array.astype(array.dtype.newbyteorder("<")).tobytes()
+            datatype = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "bool": "BOOL"}[str(array.dtype)]
+        inputs.append({"name": name, "shape": list(array.shape), "datatype": datatype,
+                       "parameters": {"binary_data_size": len(raw)}})
+        blobs.append(raw)
+    request: dict = {"inputs": inputs}
+    if outputs:
+        request["outputs"] = [{"name": n, "parameters": {"binary_data": False}} for n in outputs]
+    else:
+        request["parameters"] = {"binary_data_output": True}
+    header = json.dumps(request).encode()
+    return header + b"".join(blobs), {"Inference-Header-Content-Length": str(len(header)),
+                                      "content-type": "application/octet-stream"}
+
+
 def test_tritonclient_default_binary_request(env: Env) -> None:
     x = X[:3]
-    raw = x.astype(np.float64).tobytes()
-    header = json.dumps({
-        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP64", "parameters": {"binary_data_size": len(raw)}}],
-        "parameters": {"binary_data_output": True},
-    }).encode()
-    response = env.http.post("/v2/models/cancer/infer", content=header + raw,
-                             headers={"Inference-Header-Content-Length": str(len(header)),
-                                      "content-type": "application/octet-stream"})
+    content, headers = triton_binary_request({"input": x})
+    response = env.http.post("/v2/models/cancer/infer", content=content, headers=headers)
     assert response.status_code == 200, response.text
+    label = next(o for o in response.json()["outputs"] if o["name"] == "label")
+    assert label["data"] == env.reference[1].predict(x).tolist()
 
 
-@pytest.mark.xfail(
-    reason="BUG: gateway/app.py ignores the request's `outputs` (decode_infer_request returns them in meta, "
-    "_predict encodes every output); the v2 spec says only the requested outputs are returned",
-    strict=True,
-)
+@pytest.mark.parametrize("datatype", list(ECHO))
+def test_each_datatype_arrives_the_same_in_binary(env: Env, datatype: str) -> None:
+    data, shape, dtype = ECHO[datatype]
+    array = np.array(data, dtype=object if datatype == "BYTES" else dtype).reshape(shape)
+    content, headers = triton_binary_request({"x": array})
+    echoed = env.http.post(f"/v2/models/echo-{datatype.lower()}/infer", content=content, headers=headers)
+    assert echoed.status_code == 200, echoed.text
+    outputs = {o["name"]: o for o in echoed.json()["outputs"]}
+    assert outputs["y"] == {"name": "y", "datatype": datatype, "shape": shape, "data": data}
+    assert outputs["dtype"]["data"] == [dtype] * shape[0]
+
+
+def test_binary_and_json_requests_give_the_same_answer(env: Env) -> None:
+    tensors = {
+        "a": np.array([[1.5, 2.0], [3.0, -4.0]], dtype=np.float32),
+        "b": np.array([7, -2**40], dtype=np.int64),
+        "flag": np.array([True, False]),
+        "word": np.array(["straße", "ok"], dtype=object),
+    }
+    content, headers = triton_binary_request(tensors)
+    binary = env.http.post("/v2/models/multi/infer", content=content, headers=headers)
+    assert binary.status_code == 200, binary.text
+    as_json = env.infer("multi", {"inputs": [
+        {"name": n, "shape": list(a.shape), "datatype": d, "data": a.reshape(-1).tolist()}
+        for (n, a), d in zip(tensors.items(), ("FP32", "INT64", "BOOL", "BYTES"), strict=True)
+    ]})
+    assert as_json.status_code == 200, as_json.text
+    assert {o["name"]: o["data"] for o in as_json.json()["outputs"]} == {
+        "total": [11.5, -1.0 - 2**40], "shout": ["STRASSE", "OK"]}
+    assert binary.json()["outputs"] == as_json.json()["outputs"]
+
+
+def test_a_binary_request_whose_sizes_do_not_add_up_is_400(env: Env) -> None:
+    content, headers = triton_binary_request({"input": X[:2]})
+    short = env.http.post("/v2/models/cancer/infer", content=content[:-8], headers=headers)
+    assert short.status_code in (400, 422), short.text
+    beyond = env.http.post("/v2/models/cancer/infer", content=content,
+                           headers=headers | {"Inference-Header-Content-Length": str(len(content) + 1)})
+    assert beyond.status_code == 400 and "inference-header-content-length" in beyond.json()["error"].lower()
+    assert env.http.get("/v2/health/ready").status_code == 200
+
+
 def test_only_the_requested_outputs_are_returned(env: Env) -> None:
     request = cancer_body(X[:2]) | {"outputs": [{"name": "probabilities"}]}
     response = env.infer("cancer", request)

@@ -102,6 +102,16 @@ def test_data_whose_json_type_does_not_fit_the_datatype_is_refused(datatype: str
         protocol.decode_tensor(tensor(datatype=datatype, data=data))
 
 
+@pytest.mark.parametrize(
+    ("datatype", "instances"),
+    [("INT64", [1.7, 2]), ("INT32", [[0.5], [1]]), ("BOOL", ["false", "true"])],
+)
+def test_v1_instances_whose_json_type_does_not_fit_are_refused(datatype: str, instances: list) -> None:
+    signature = Signature(inputs=(TensorSpec("x", datatype, (-1,) if not isinstance(instances[0], list) else (-1, 1)),))
+    with pytest.raises(InvalidInput):
+        protocol.decode_v1_instances({"instances": instances}, signature)
+
+
 def test_an_infer_request_decodes_with_its_id_and_parameters() -> None:
     body = {
         "id": "req-1",

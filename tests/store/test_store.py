@@ -7,10 +7,12 @@ from __future__ import annotations
 import ast
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -26,7 +28,8 @@ from changeover.store import tables as t
 from changeover.store.db import MIGRATIONS
 from changeover.store.store import Store
 from modelfiles import python_model
-from serverproc import TOKEN, running_server
+from postgres_fixture import PostgresServer
+from serverproc import TOKEN, ServerProcess, running_server
 
 SIG = Signature(inputs=(TensorSpec("x", "FP64", (-1, 2)),), outputs=(TensorSpec("y", "FP64", (-1,)),))
 SRC = Path(__file__).resolve().parents[2] / "src" / "changeover"
@@ -356,29 +359,56 @@ def test_policy_generations_count_up_and_notify(store: Store) -> None:
 # ---- a real server on PostgreSQL ----------------------------------------------------------
 
 
-def test_a_server_process_on_postgresql_pushes_aliases_and_serves(tmp_path: Path, fresh_postgres_url: str) -> None:
-    folder = python_model(tmp_path / "double", "return {'y': inputs['x'].sum(axis=1) * 2}")
-    with running_server(tmp_path / "home", store=fresh_postgres_url) as server, server.client() as http:
-        client = Client(url=server.url, token=TOKEN)  # what `changeover models push` runs
-        try:
-            pushed = client.push(folder, name="double", labels={"store": "pg"}, runtime=None, trust=False)
-        finally:
-            client.close()
-        assert (pushed["version"], pushed["created"]) == (1, True)
-        assert http.put("/api/models/double/aliases/champion", json={"version": 1}).status_code == 200
-        x = np.array([[1.0, 2.0], [3.0, 4.0]])
-        body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2, 2], "data": x.reshape(-1).tolist()}]}
-        deadline = time.monotonic() + 10
-        while True:
-            response = http.post("/v2/models/double/infer", json=body)
-            if response.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+@dataclass
+class PgServer:
+    server: ServerProcess
+    url: str
+    pushed: dict
+
+
+@pytest.fixture(scope="module")
+def pg_server(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """A `changeover serve` process whose store is a new PostgreSQL database, with `double` pushed
+    (as `changeover models push` does) and made champion."""
+    root = tmp_path_factory.mktemp("pg-server")
+    database = f"changeover_srv_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_database(database)
+    url = postgres_server.url(database)
+    try:
+        with running_server(root / "home", store=url) as server, server.client() as http:
+            client = Client(url=server.url, token=TOKEN)
+            try:
+                folder = python_model(root / "double", "return {'y': inputs['x'].sum(axis=1) * 2}")
+                pushed = client.push(folder, name="double", labels={"store": "pg"}, runtime=None, trust=False)
+            finally:
+                client.close()
+            http.put("/api/models/double/aliases/champion", json={"version": 1}).raise_for_status()
+            yield PgServer(server, url, pushed)
+    finally:
+        postgres_server.drop_database(database)
+
+
+def infer_double(http: httpx.Client, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2, 2], "data": [1.0, 2.0, 3.0, 4.0]}]}
+    deadline = time.monotonic() + 10
+    while True:
+        response = http.post("/v2/models/double/infer", json=body, headers=headers)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def test_a_server_process_on_postgresql_pushes_aliases_and_serves(pg_server: PgServer) -> None:
+    assert (pg_server.pushed["version"], pg_server.pushed["created"]) == (1, True)
+    with pg_server.server.client() as http:
+        response = infer_double(http)
         assert response.status_code == 200, response.text
         assert response.headers["x-changeover-version"] == "1"
         assert response.json()["outputs"][0]["data"] == [6.0, 14.0]
-    assert not (tmp_path / "home" / "store.db").exists()  # nothing went to SQLite
-    engine = sa.create_engine(fresh_postgres_url)
+        feedback = http.post("/v1/feedback", json={"request_id": response.headers["x-request-id"], "label": 6.0})
+        assert feedback.status_code == 201, feedback.text  # the request log is in PostgreSQL too
+    assert not (pg_server.server.home / "store.db").exists()  # nothing went to SQLite
+    engine = sa.create_engine(pg_server.url)
     try:
         with engine.connect() as conn:
             assert conn.execute(sa.select(t.versions.c.number).where(t.versions.c.model == "double")).scalars().all() == [1]
@@ -388,3 +418,12 @@ def test_a_server_process_on_postgresql_pushes_aliases_and_serves(tmp_path: Path
             assert conn.execute(sa.select(sa.func.count()).select_from(t.policies)).scalar() >= 1
     finally:
         engine.dispose()
+
+
+def test_a_long_client_request_id_still_joins_feedback_on_postgresql(pg_server: PgServer) -> None:
+    long_id = "trace-" + "0123456789abcdef" * 12  # 198 characters, as some tracing headers are
+    with pg_server.server.client() as http:
+        response = infer_double(http, headers={"x-request-id": long_id})
+        assert response.status_code == 200 and response.headers["x-request-id"] == long_id
+        feedback = http.post("/v1/feedback", json={"request_id": long_id, "label": 6.0})
+    assert feedback.status_code == 201, feedback.text

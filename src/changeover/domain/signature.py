@@ -122,6 +122,9 @@ class Signature:
         for spec in self.inputs:
             if not spec.optional and spec.name not in tensors:
                 raise InvalidInput(spec.name, "this input (required)", "no such input in the request")
+        for name, (array, _) in tensors.items():
+            if array.ndim and array.shape[0] == 0:
+                raise InvalidInput(name, "a batch of at least one row", "an empty batch")
         batch_sizes = {array.shape[0] for array, _ in tensors.values() if array.ndim}
         if len(batch_sizes) > 1:
             raise InvalidInput(

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from changeover.api.auth import AuthError, check_bearer
 from changeover.domain.policy import TrafficPolicy, route
-from changeover.errors import ChangeoverError, LoadFailed, MalformedRequest, ModelNotFound, NotFound
+from changeover.errors import ChangeoverError, InvalidInput, LoadFailed, MalformedRequest, ModelNotFound, NotFound
 from changeover.gateway import protocol
 from changeover.gateway.http import BodyTooLarge, error_response, json_response, read_infer_body, read_json
 from changeover.gateway.metrics import GatewayMetrics
@@ -36,6 +36,20 @@ from changeover.store import traffic
 from changeover.store.store import Store, VersionRecord
 
 log = logging.getLogger(__name__)
+
+
+def requested_outputs(outputs: Any, signature: Any) -> list[str] | None:
+    """The output names a v2 request asked for (None: all); 422 for a name the version lacks."""
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise MalformedRequest("must be a list of objects with a name", "outputs")
+    names = [o["name"] for o in outputs]
+    known = {t.name for t in signature.outputs}
+    for name in names:
+        if known and name not in known:
+            raise InvalidInput(name, f"an output among {sorted(known)}", f"unknown output {name!r}")
+    return names or None
 
 
 def summarize(outputs: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], float | None]:
@@ -267,19 +281,24 @@ class Gateway:
                 lv = self.pool.get(model, version) or await self.pool.ensure(model, version)
             else:
                 version = lv.version
-            self.record(model, version).signature.check_inputs(decoded)
+            signature = self.record(model, version).signature
+            signature.check_inputs(decoded)
+            wanted = requested_outputs(meta.get("outputs"), signature)
         except (ChangeoverError, BodyTooLarge) as exc:
             response = error_response(exc, headers)
-            self.metrics.rejected.labels(model, str(response.status_code)).inc()
+            # a fixed label for names that are not models: clients cannot grow the metrics without bound
+            known = model in self.policies or any(m == model for m, _ in self.pool.loaded())
+            self.metrics.rejected.labels(model if known else "unknown", str(response.status_code)).inc()
             return response
         except AuthError as exc:
             return json_response({"error": str(exc)}, exc.status, headers)
         headers["x-changeover-version"] = str(version)
-        return await self._predict(request, lv, decoded, request_id, headers, started, shadows, v1)
+        return await self._predict(request, lv, decoded, request_id, headers, started, shadows, v1, wanted)
 
     async def _predict(
         self, request: Request, lv: LoadedVersion, decoded: protocol.Decoded, request_id: str,
         headers: dict[str, str], started: float, shadows: tuple[Any, ...], v1: bool,
+        wanted: list[str] | None = None,
     ) -> Response:
         model, version = lv.model, lv.version
         inputs = {name: array for name, (array, _) in decoded.items()}
@@ -299,8 +318,9 @@ class Gateway:
             )
         finally:
             self.pool.release(lv)
+        answered = {k: v for k, v in outputs.items() if k in wanted} if wanted else outputs
         body = protocol.encode_v1_predictions(outputs) if v1 else protocol.encode_infer_response(
-            model, version, request_id, outputs
+            model, version, request_id, answered
         )
         response = json_response(body, 200, headers)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -322,7 +342,7 @@ class Gateway:
     ) -> None:
         recorded = full is not None and self._rng.random() < self.settings.record_rate
         row: dict[str, Any] = {
-            "request_id": request_id,
+            "request_id": traffic.log_key(request_id),
             "model": model,
             "version": version,
             "at": time.time(),
@@ -386,6 +406,11 @@ class Gateway:
         return json_response({"name": model, "ready": ready}, 200 if ready else 503)
 
     async def feedback(self, request: Request) -> Response:
+        if self.settings.require_token_for_inference:
+            try:
+                check_bearer(request.headers.get("authorization"), self.settings.token or "")
+            except AuthError as exc:
+                return json_response({"error": str(exc)}, exc.status)
         try:
             body = await read_json(request, self.settings.max_body_bytes)
             if not isinstance(body, dict):

@@ -19,6 +19,29 @@ Decoded = dict[str, tuple[np.ndarray, str]]
 JSON_KINDS = {"BOOL": "b", "IN": "iu", "UI": "iu", "FP": "iuf"}
 
 
+def json_array(name: str, data: Any, datatype: str, what: str) -> np.ndarray:
+    """JSON values as an array of ``datatype``; 422 when they are not of its kind (no silent
+    truncation of 1.5 into an INT, no string turned into a BOOL) or out of its range."""
+    try:
+        if datatype == "BYTES":
+            return np.asarray(data, dtype=object)
+        raw = np.asarray(data)
+        allowed = JSON_KINDS[datatype[0:2]] if datatype[0:2] in JSON_KINDS else JSON_KINDS[datatype]
+        if raw.size and raw.dtype.kind not in allowed:
+            got = {"f": "numbers with fractions", "b": "booleans", "U": "strings", "O": "mixed values"}.get(
+                raw.dtype.kind, f"values of kind {raw.dtype.kind}")
+            raise InvalidInput(name, f"{what} of datatype {datatype}", f"{what} that does not convert ({got})")
+        target = np.dtype(NUMPY_BY_DATATYPE[datatype])
+        if target.kind in "iu" and raw.size:
+            info = np.iinfo(target)
+            if raw.min() < info.min or raw.max() > info.max:
+                raise InvalidInput(name, f"{what} of datatype {datatype}",
+                                   f"{what} that does not convert (out of range [{info.min}, {info.max}])")
+        return raw.astype(target)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(name, f"{what} of datatype {datatype}", f"{what} that does not convert ({exc})") from None
+
+
 def decode_tensor(tensor: Any, where: str = "tensor") -> tuple[np.ndarray, str]:
     if not isinstance(tensor, Mapping):
         raise MalformedRequest("must be an object with name, shape, datatype and data", where)
@@ -34,26 +57,7 @@ def decode_tensor(tensor: Any, where: str = "tensor") -> tuple[np.ndarray, str]:
         raise InvalidInput(name, "a shape that is a list of non-negative integers", f"shape {shape!r}")
     if "data" not in tensor:
         raise InvalidInput(name, "a 'data' field", "none")
-    data = tensor["data"]
-    try:
-        if datatype == "BYTES":
-            flat = np.asarray(data, dtype=object).reshape(-1)
-        else:
-            raw = np.asarray(data)
-            allowed = JSON_KINDS[datatype[0:2]] if datatype[0:2] in JSON_KINDS else JSON_KINDS[datatype]
-            if raw.size and raw.dtype.kind not in allowed:
-                got = {"f": "numbers with fractions", "b": "booleans", "U": "strings", "O": "mixed values"}.get(
-                    raw.dtype.kind, f"values of kind {raw.dtype.kind}")
-                raise InvalidInput(name, f"data of datatype {datatype}", f"data that does not convert ({got})")
-            target = np.dtype(NUMPY_BY_DATATYPE[datatype])
-            if target.kind in "iu" and raw.size:
-                info = np.iinfo(target)
-                if raw.min() < info.min or raw.max() > info.max:
-                    raise InvalidInput(name, f"data of datatype {datatype}",
-                                       f"data that does not convert (out of range [{info.min}, {info.max}])")
-            flat = raw.astype(target).reshape(-1)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidInput(name, f"data of datatype {datatype}", f"data that does not convert ({exc})") from None
+    flat = json_array(name, tensor["data"], datatype, "data").reshape(-1)
     needed = math.prod(shape)
     if flat.size != needed:
         raise InvalidInput(name, f"{needed} elements for shape {shape}", f"{flat.size} elements")
@@ -74,7 +78,11 @@ def _binary_tensor(tensor: Mapping[str, Any], chunk: bytes, where: str) -> tuple
             if offset + 4 > len(chunk):
                 raise InvalidInput(name, "length-prefixed BYTES elements", "a truncated element")
             size = int.from_bytes(chunk[offset:offset + 4], "little")
-            items.append(chunk[offset + 4:offset + 4 + size])
+            item = chunk[offset + 4:offset + 4 + size]
+            try:  # as JSON gives them: text as str, so one request sent two ways gets one answer
+                items.append(item.decode("utf-8"))
+            except UnicodeDecodeError:
+                items.append(item)
             offset += 4 + size
         flat = np.asarray(items, dtype=object)
     else:
@@ -124,14 +132,7 @@ def decode_v1_instances(body: Any, signature: Signature) -> Decoded:
     if len(required) != 1:
         raise MalformedRequest("v1 instances need a model with exactly one input; use the v2 protocol", "instances")
     spec = required[0]
-    try:
-        if spec.datatype == "BYTES":
-            array = np.asarray(body["instances"], dtype=object)
-        else:
-            array = np.asarray(body["instances"], dtype=NUMPY_BY_DATATYPE[spec.datatype])
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InvalidInput(spec.name, f"instances of datatype {spec.datatype}", f"instances that do not convert ({exc})") from None
-    return {spec.name: (array, spec.datatype)}
+    return {spec.name: (json_array(spec.name, body["instances"], spec.datatype, "instances"), spec.datatype)}
 
 
 def _jsonable(array: np.ndarray, datatype: str) -> list[Any]:

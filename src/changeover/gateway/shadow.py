@@ -22,6 +22,7 @@ from changeover.gateway.metrics import GatewayMetrics
 from changeover.gateway.pool import ModelPool
 from changeover.gateway.recorder import StoreWriter
 from changeover.store import tables as t
+from changeover.store.traffic import log_key
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class Mirror:
             "model": model,
             "shadow_version": shadow.version,
             "champion_version": champion_version,
-            "request_id": request_id,
+            "request_id": log_key(request_id),
             "at": time.time(),
             "champion_output": _first_rows(outputs),
             "shadow_output": shadow_out if error is None or error.startswith("invalid") else None,

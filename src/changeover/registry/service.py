@@ -91,9 +91,15 @@ class Registry:
                         "push it with --trust only if you trust its author"
                     )
             # load it once now: a version that cannot load never enters the registry
-            model = get_runtime(runtime_name).load(
-                LoadRequest(path=path, manifest=manifest, signature=manifest.signature, trusted=trust)
-            )
+            try:
+                model = get_runtime(runtime_name).load(
+                    LoadRequest(path=path, manifest=manifest, signature=manifest.signature, trusted=trust)
+                )
+            except ArtifactError:
+                raise
+            except Exception as exc:  # a corrupt file raises its library's own error (zip, protobuf, pickle…)
+                raise ArtifactError(f"{path.name} does not load with the {runtime_name} runtime: "
+                                    f"{type(exc).__name__}: {exc}") from exc
             signature: Signature = manifest.signature or model.signature
             model.close()
         except ArtifactError as exc:

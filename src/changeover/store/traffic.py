@@ -3,6 +3,7 @@ metric windows and shadow pairs."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -13,10 +14,20 @@ from changeover.errors import RequestNotFound
 from changeover.store import tables as t
 from changeover.store.store import Store
 
+MAX_KEY = 128
+
+
+def log_key(request_id: str) -> str:
+    """The request log's key for a request id: the id itself, or for a client id longer than
+    the column, a digest of it (the same on the way in and when feedback arrives)."""
+    if len(request_id) <= MAX_KEY:
+        return request_id
+    return "sha256:" + hashlib.sha256(request_id.encode()).hexdigest()
+
 
 def served_request(store: Store, request_id: str) -> dict[str, Any] | None:
     with store.engine.connect() as conn:
-        row = conn.execute(select(t.requests).where(t.requests.c.request_id == request_id)).first()
+        row = conn.execute(select(t.requests).where(t.requests.c.request_id == log_key(request_id))).first()
     return dict(row._mapping) if row is not None else None
 
 
@@ -27,7 +38,7 @@ def add_feedback(store: Store, request_id: str, *, label: Any = None, reward: fl
     if served is None:
         raise RequestNotFound(request_id)
     row = {
-        "request_id": request_id,
+        "request_id": served["request_id"],
         "model": served["model"],
         "label": label,
         "reward": reward,
@@ -40,7 +51,7 @@ def add_feedback(store: Store, request_id: str, *, label: Any = None, reward: fl
         return True, row
     except IntegrityError:
         with store.engine.connect() as conn:
-            first = conn.execute(select(t.feedback).where(t.feedback.c.request_id == request_id)).one()
+            first = conn.execute(select(t.feedback).where(t.feedback.c.request_id == served["request_id"])).one()
         return False, dict(first._mapping)
 
 
