@@ -73,7 +73,8 @@ def _binary_tensor(tensor: Mapping[str, Any], chunk: bytes, where: str) -> tuple
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidInput(name, "a shape that is a list of non-negative integers", f"shape {shape!r}")
     if datatype == "BYTES":
-        items, offset = [], 0
+        items: list[str | bytes] = []
+        offset = 0
         while offset < len(chunk):
             if offset + 4 > len(chunk):
                 raise InvalidInput(name, "length-prefixed BYTES elements", "a truncated element")
