@@ -301,11 +301,15 @@ def test_next_step_moves_the_cursor_and_restarts_the_bake() -> None:
     assert due_at(FULL, new) == T0 + 2 * BAKE + 7
 
 
-def test_an_extension_keeps_the_bake_start_and_moves_its_end() -> None:
+def test_an_extension_is_a_whole_new_bake_from_the_judgement() -> None:
+    # judged 3 s late: the extension still bakes a full BAKE of new data from now
     new, _ = decide(FULL, STEP0, Ob(canary_verdict="inconclusive"), T0 + BAKE + 3)
-    assert (new.extensions, new.bake_started_at, new.phase_started_at) == (1, T0, T0)
-    assert new.verdicts == 1 and due_at(FULL, new) == T0 + 2 * BAKE
-    assert due_at(LABELS, new) == T0 + 2 * BAKE + 300
+    assert (new.extensions, new.bake_started_at, new.phase_started_at) == (1, T0 + 3, T0)
+    assert new.verdicts == 1 and due_at(FULL, new) == T0 + BAKE + 3 + BAKE
+    assert due_at(LABELS, new) == T0 + 2 * BAKE + 3 + 300
+    # judged on time: the schedule is unchanged
+    on_time, _ = decide(FULL, STEP0, Ob(canary_verdict="inconclusive"), T0 + BAKE)
+    assert on_time.bake_started_at == T0 and due_at(FULL, on_time) == T0 + 2 * BAKE
 
 
 def test_pause_remembers_where_and_resume_restarts_the_timers() -> None:

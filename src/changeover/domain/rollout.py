@@ -175,6 +175,10 @@ def _progressing(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now
     if verdict == Verdict.INCONCLUSIVE:
         if status.extensions < canary.max_extensions:
             extended = replace(counted, extensions=status.extensions + 1)
+            # an extension is a whole new bake from now, even when the controller was down past
+            # the old schedule: never spend several extensions on the same data in a row
+            started = status.bake_started_at if status.bake_started_at is not None else _started(status)
+            extended = replace(extended, bake_started_at=max(started, now - canary.bake * extended.extensions))
             message = (f"{step} is inconclusive: bake extended by {format_duration(canary.bake)} "
                        f"({extended.extensions} of {canary.max_extensions})")
             new = _moved(extended, now, Phase.PROGRESSING, message, keep_started=True)
