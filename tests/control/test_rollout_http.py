@@ -235,10 +235,10 @@ def test_a_candidate_failing_on_a_slice_of_traffic_is_rolled_back(server: Server
 
     r = latest(api)
     assert r["status"]["phase"] == "rolled_back"
-    [canary] = [a for a in r["analyses"] if a["kind"] == "canary"]
+    canary = [a for a in r["analyses"] if a["kind"] == "canary"][-1]  # after any inconclusive looks
     assert canary["outcome"] == "fail"
     assert {c["name"]: c["outcome"] for c in canary["evidence"]["checks"]}["error_rate"] == "fail"
-    kinds = [e["kind"] for e in r["events"] if "." in e["kind"]]
+    kinds = [e["kind"] for e in r["events"] if "." in e["kind"] and e["kind"] != "bake.extended"]
     assert kinds == ["rollout.created", "step.started", "step.failed"]
 
 
@@ -297,26 +297,59 @@ def test_one_rollout_per_model_sticky_canary_and_operator_commands(server: Serve
     assert champion(api) == before
     wait_for_version(server, str(before))
 
-    kinds = [e["kind"] for e in rollout_events(server, rid) if "." in e["kind"]]
+    kinds = [e["kind"] for e in latest(api)["events"] if "." in e["kind"]]
     assert kinds[:4] == ["rollout.created", "step.started", "rollout.paused", "rollout.resumed"]
     assert kinds[4:] == ["promote.started", "promote.done", "watch.passed"]
 
 
-@pytest.mark.parametrize(("command", "ended"), [("abort", "aborted"), ("rollback", "rolled_back")])
-def test_a_running_rollout_ends_on_command_and_the_champion_keeps_serving(
-        server: ServerProcess, api: httpx.Client, tmp_path: Path, command: str, ended: str) -> None:
+@pytest.mark.parametrize(("command", "during"), [("abort", "progressing"), ("rollback", "progressing"),
+                                                ("rollback", "watching")])
+def test_a_running_rollout_ends_on_command_and_the_champion_serves_again(
+        server: ServerProcess, api: httpx.Client, command: str, during: str) -> None:
     before = champion(api)
     candidate = 1 if before == 2 else 2
-    assert server.cli("rollout", "start", str(long_spec(tmp_path, candidate))).returncode == 0
+    spec = {"model": "m", "candidate": str(candidate), "canary": {"steps": [30], "bake": "10m"}, "watch": "10m"}
+    assert api.post("/api/rollouts", json={"spec": spec}).status_code == 201
     wait_until(lambda: phase(api) == "progressing", "the first step")
-    args = ("rollout", command, "m") if command == "abort" else ("rollback", "m")
-    result = server.cli(*args)
+    if during == "watching":  # promoted: the candidate is champion, the old one kept warm
+        assert api.post("/api/models/m/rollout/promote").status_code == 200
+        wait_until(lambda: phase(api) == "watching", "the watch")
+        assert champion(api) == candidate
+        wait_for_version(server, str(candidate))
+    result = server.cli(*(("rollout", command, "m") if command == "abort" else ("rollback", "m")))
     assert result.returncode == 0, result.stderr
+    ended = {"abort": "aborted", "rollback": "rolled_back"}[command]
     wait_until(lambda: phase(api) == ended, f"the rollout to be {ended}")
     assert champion(api) == before
     policy = api.get("/api/models/m").json()["policy"]
     assert policy["champion"] == before and policy["weights"] == {}
     wait_until(lambda: all(infer(server, f"key-{i}").headers["x-changeover-version"] == str(before) for i in range(30)),
                "every key back on the champion")
-    refused = server.cli("rollout", "pause", "m")
-    assert refused.returncode == 2 and "no active rollout" in refused.stderr
+    if command == "abort":
+        refused = server.cli("rollout", "pause", "m")
+        assert refused.returncode == 2 and "no active rollout" in refused.stderr
+
+
+def test_a_failing_gate_ends_the_rollout_before_any_traffic_moves(server: ServerProcess, api: httpx.Client,
+                                                                   tmp_path: Path) -> None:
+    before = champion(api)
+    candidate = 1 if before == 2 else 2
+    x = np.random.default_rng(2).uniform(-1, 1, size=(60, 2))
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": (x[:, 0] > 0).astype(int)}).to_csv(tmp_path / "small.csv", index=False)
+    # the two versions answer alike: "better than the champion" cannot be shown
+    spec = write_spec(tmp_path, f"""model: m
+candidate: "{candidate}"
+gate:
+  data: small.csv
+  task: classification
+  require:
+    accuracy: {{better_than: champion}}
+""" + CANARY)
+    result = server.cli("apply", str(spec), "--timeout", "120")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "m: failed" in result.stdout and "the offline gate failed: no traffic was moved" in result.stdout
+    r = latest(api)
+    assert [(a["kind"], a["outcome"]) for a in r["analyses"]] == [("gate", "fail")]
+    assert [e["kind"] for e in r["events"] if "." in e["kind"]] == ["rollout.created", "gate.started", "gate.failed"]
+    assert not [e for e in r["events"] if e["kind"] == "policy"]
+    assert champion(api) == before

@@ -144,3 +144,11 @@ def test_the_shadow_report_scores_both_versions_on_the_same_labelled_requests(se
     assert text.returncode == 0, text.stderr
     assert "online accuracy (champion / shadow, 30 labels)" in text.stdout
     assert "1 / 0.6667" in text.stdout
+
+
+def test_a_null_label_is_not_feedback(server: ServerProcess) -> None:
+    _, rid = serve(server, 4.0, 1.0)
+    r = feedback(server, {"request_id": rid, "label": None})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == "label"
+    assert feedback(server, {"request_id": rid, "label": 1}).status_code == 201

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,7 +90,7 @@ def report(srv: ServerProcess, version: int | None = None) -> dict[str, Any]:
     return r.json()
 
 
-def test_a_shadow_is_compared_per_segment_and_stopping_it_writes_a_verdict(server: ServerProcess) -> None:
+def test_a_shadow_is_compared_per_segment_and_stopping_it_writes_a_verdict(server: ServerProcess, tmp_path: Path) -> None:
     started = server.cli("shadow", "start", "m@2", "--sample", "1.0", "--segment", "header:x-region")
     assert started.returncode == 0, started.stderr
     assert "shadowing m v2 at sample 1" in started.stdout
@@ -111,9 +112,11 @@ def test_a_shadow_is_compared_per_segment_and_stopping_it_writes_a_verdict(serve
     assert (segments["eu"]["pairs"], segments["eu"]["agreement"]) == (20, 0.0)
     assert out["figures"]["worst_segment"]["segment"] == "eu"
 
-    text = server.cli("shadow", "report", "m")
+    html = tmp_path / "shadow.html"
+    text = server.cli("shadow", "report", "m", "--html", str(html))
     assert text.returncode == 0, text.stderr
-    assert "shadow v2" in text.stdout
+    assert "shadow v2" in text.stdout and str(html) in text.stdout
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
 
     stopped = server.cli("shadow", "stop", "m")
     assert stopped.returncode == 0, stopped.stderr
@@ -144,6 +147,17 @@ def wait_for_shadows(srv: ServerProcess, versions: list[int]) -> None:
     wait_until(adopted, f"the gateway to mirror to {versions}")
 
 
+def test_a_shadow_with_a_request_limit_stops_itself_with_a_verdict(server: ServerProcess) -> None:
+    started = server.cli("shadow", "start", "m@2", "--requests", "10")
+    assert started.returncode == 0, started.stderr
+    wait_for_shadows(server, [2])
+    assert_users_got_the_champion(send(server, 16))
+    done = wait_until(lambda: not (r := report(server, 2))["shadow"]["active"] and r, "the shadow to stop itself")
+    assert done["shadow"]["stop_reason"] == "limit reached"
+    assert done["verdict"]["verdict"] == "pass" and done["verdict"]["pairs"] >= 10
+    wait_for_shadows(server, [])
+
+
 @pytest.mark.parametrize(("version", "kind"), [(3, "error"), (5, "invalid"), (4, "timeout")],
                          ids=["raises", "nan", "hangs"])
 def test_a_broken_shadow_changes_nothing_for_users(server: ServerProcess, version: int, kind: str) -> None:
@@ -170,6 +184,7 @@ def test_a_broken_shadow_changes_nothing_for_users(server: ServerProcess, versio
     wait_for_shadows(server, [])
 
 
+# last: it stops the module's server and starts another on the same home
 def test_a_shadow_survives_a_restart(server: ServerProcess) -> None:
     started = server.cli("shadow", "start", "m@2", "--sample", "1.0")
     assert started.returncode == 0, started.stderr

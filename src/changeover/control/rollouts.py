@@ -143,9 +143,13 @@ class RolloutReconciler:
                     if aliases.get("champion") != champion:
                         self.store.set_alias(model, "champion", champion, actor=self.holder,
                                              reason=f"rollback of rollout {rid}", conn=conn)
+                        # the rolled-back version stays warm under `previous`, as after any move
+                        self.store.set_alias(model, "previous", candidate, actor=self.holder,
+                                             reason=f"rollback of rollout {rid}", conn=conn)
                     messages.append(f"rolled back to v{champion}: {action.reason}")
                 elif isinstance(action, FinishWatch):
                     policy = policy.evolve(warm=())
+                    messages.append(f"watch over, v{champion} no longer kept warm")
                 elif isinstance(action, Emit):
                     self.store.add_event(action.kind, f"{model} rollout {rid}: {action.message}", model=model,
                                          actor=self.holder, evidence={"rollout": rid, "status": new.to_dict()},
@@ -217,8 +221,8 @@ class RolloutReconciler:
                 conn.execute(insert(t.analyses).values(rollout_id=row["id"], model=row["model"],
                                                        version=row["status"]["candidate_version"], kind=kind,
                                                        outcome=outcome, evidence=evidence, at=time.time(), dedup=dedup))
-                self.store.add_event("analysis", message, model=row["model"], actor=self.holder, evidence=evidence,
-                                     conn=conn)
+                self.store.add_event("analysis", message, model=row["model"], actor=self.holder,
+                                     evidence=evidence | {"rollout": row["id"]}, conn=conn)
         except IntegrityError:
             pass  # this verdict was already stored (a restart between judge and commit)
 

@@ -69,5 +69,5 @@ def shadow_verdict(store: Store, model: str, version: int, since: float, require
                                                dedup=dedup))
         checks = "; ".join(c["reason"] for c in verdict.get("checks", []))
         store.add_event("analysis", f"{model}: shadow v{version} {verdict['verdict']}" + (f" — {checks}" if checks else ""),
-                        model=model, evidence=evidence, conn=conn)
+                        model=model, evidence=evidence | {"rollout": rollout_id}, conn=conn)
     return verdict

@@ -121,7 +121,8 @@ def _target_problems(y: pd.Series, *, task: str, target: str) -> list[str]:
             return [f"target column {target!r} mixes types (e.g. numbers and strings)"]
         classes = y.unique()
         if len(classes) < 2:
-            return [f"target column {target!r} has a single class ({classes[0]!r})"]
+            only = classes[0].item() if hasattr(classes[0], "item") else classes[0]
+            return [f"target column {target!r} has a single class ({only!r})"]
         return []
     numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
     if not numeric:

@@ -45,7 +45,8 @@ def _record_analysis(store: Store, record: VersionRecord, kind: str, outcome: st
             conn.execute(insert(t.analyses).values(rollout_id=rollout_id, model=record.model, version=record.number,
                                                    kind=kind, outcome=outcome, evidence=evidence, at=time.time(),
                                                    dedup=dedup))
-            store.add_event("analysis", message, model=record.model, actor=actor, evidence=evidence, conn=conn)
+            store.add_event("analysis", message, model=record.model, actor=actor,
+                            evidence=evidence | {"rollout": rollout_id}, conn=conn)
     except IntegrityError:
         pass  # this rollout's gate was already recorded (a run repeated after a restart)
 
@@ -136,8 +137,9 @@ def gate_job(store_url: str, artifacts_dir: str, model: str, candidate: str, aga
             frame = load_table(data_path)
             features = _features(cand, frame, target, query_column)
             check_task_data(frame, task=task, target=target, feature_columns=features, query_column=query_column)
-        except (DataError, RulesError) as exc:
-            return {"error": str(exc), "field": "policy" if isinstance(exc, RulesError) else "data"}
+        except (DataError, RulesError) as exc:  # name the user's file, not the server's temporary copy
+            message = str(exc).replace(str(data_path), Path(data_path).name)
+            return {"error": message, "field": "policy" if isinstance(exc, RulesError) else "data"}
         cand_model = registry.load(cand, actor=actor)
         champ_model = registry.load(champ, actor=actor) if champ is not None and champ.number != cand.number else None
         try:

@@ -418,7 +418,7 @@ class Gateway:
             request_id = body.get("request_id")
             if not isinstance(request_id, str) or not request_id:
                 raise MalformedRequest("a non-empty string is required", "request_id")
-            if "label" not in body and "reward" not in body:
+            if body.get("label") is None and body.get("reward") is None:
                 raise MalformedRequest("one of label or reward is required", "label")
             reward = body.get("reward")
             if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
