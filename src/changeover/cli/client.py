@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from changeover.api.auth import read_token
-from changeover.registry.service import bundle_sidecar
+from changeover.registry.manifest import bundle_sidecar
 from changeover.settings import Settings
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,20 @@ def read_manifest(artifact: Path) -> Manifest:
         signature=signature,
         extra=extra,
     )
+
+
+def bundle_sidecar(path: Path, workdir: Path) -> Path:
+    """A file with a model.yaml beside it becomes a folder holding both, so the signature
+    travels with the artifact and is covered by its checksum."""
+    sidecar = manifest_path(path) if path.is_file() else None
+    if sidecar is None:
+        return path
+    import yaml
+
+    folder = workdir / "bundle"
+    folder.mkdir()
+    shutil.copyfile(path, folder / path.name)
+    data = yaml.safe_load(sidecar.read_text()) or {}
+    data.setdefault("artifact", path.name)
+    (folder / MANIFEST).write_text(yaml.safe_dump(data))
+    return folder

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,28 +10,11 @@ from pathlib import Path
 from changeover.domain.signature import Signature
 from changeover.errors import ArtifactError, ArtifactTampered, InvalidRequest, UntrustedArtifact
 from changeover.registry.artifacts import ArtifactStore
-from changeover.registry.manifest import MANIFEST, manifest_path, read_manifest
+from changeover.registry.manifest import bundle_sidecar, read_manifest
 from changeover.runtimes import LoadedModel, LoadRequest, get_runtime, infer_runtime
 from changeover.store.store import Store, VersionRecord
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def bundle_sidecar(path: Path, workdir: Path) -> Path:
-    """A file with a model.yaml beside it becomes a folder holding both, so the signature
-    travels with the artifact and is covered by its checksum."""
-    sidecar = manifest_path(path) if path.is_file() else None
-    if sidecar is None:
-        return path
-    import yaml
-
-    folder = workdir / "bundle"
-    folder.mkdir()
-    shutil.copyfile(path, folder / path.name)
-    data = yaml.safe_load(sidecar.read_text()) or {}
-    data.setdefault("artifact", path.name)
-    (folder / MANIFEST).write_text(yaml.safe_dump(data))
-    return folder
 
 
 class Registry:
