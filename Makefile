@@ -73,6 +73,8 @@ demo: venv
 	$(VENV)/bin/changeover demo $(ARGS)
 
 bench: venv
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk </dev/null; } \
+	  || echo "bench: wrk is not installed; closed-loop load falls back to bench/loadgen.py"
 	@set -e; for script in $(BENCH_SCRIPTS); do \
 	  echo "== $$script"; \
 	  $(VPY) $$script; \

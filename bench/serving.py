@@ -61,7 +61,9 @@ def main() -> None:
                 bare.terminate()
                 bare.wait()
 
-        table = Table(title=f"v2 infer, batch {args.batch}, {args.concurrency} concurrent clients, {args.seconds:g}s")
+        tool = results["changeover"].get("tool", "bench/loadgen.py")
+        table = Table(title=f"v2 infer, batch {args.batch}, {args.concurrency} concurrent clients, {args.seconds:g}s, "
+                            f"load from {tool}")
         for col in ("server", "requests", "errors", "req/s", "p50 ms", "p99 ms"):
             table.add_column(col, justify="right")
         for name, r in results.items():

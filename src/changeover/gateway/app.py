@@ -38,6 +38,10 @@ from changeover.store.store import Store, VersionRecord
 log = logging.getLogger(__name__)
 
 
+INLINE_MS = 2.0  # versions whose one-row prediction takes at most this run on the event loop…
+INLINE_ROWS = 8  # …for batches of at most this many rows; everything else runs in a worker thread
+
+
 def requested_outputs(outputs: Any, signature: Any) -> list[str] | None:
     """The output names a v2 request asked for (None: all); 422 for a name the version lacks."""
     if outputs is None:
@@ -304,7 +308,13 @@ class Gateway:
         inputs = {name: array for name, (array, _) in decoded.items()}
         self.pool.acquire(lv)
         try:
-            outputs = await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self.limiter)
+            rows = max((a.shape[0] if a.ndim else 1) for a in inputs.values())
+            if lv.warm_ms <= INLINE_MS and rows <= INLINE_ROWS and getattr(lv.runtime, "inline_ok", False):
+                # a fast library model (not user code that might block) on a small batch: a thread hop
+                # would cost more than the prediction
+                outputs = lv.runtime.predict(inputs)
+            else:
+                outputs = await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self.limiter)
         except Exception as exc:
             error_id = uuid.uuid4().hex[:12]
             log.exception("prediction failed in %s v%s (error id %s)", model, version, error_id)

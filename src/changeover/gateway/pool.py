@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ class LoadedVersion:
     model: str
     version: int
     runtime: LoadedModel
+    warm_ms: float = float("inf")  # a one-row prediction's time, measured while warming
     inflight: int = 0
     retired: bool = False
     closed: bool = False
@@ -58,23 +60,29 @@ class ModelPool:
             if lv is not None:
                 return lv
             try:
-                runtime = await anyio.to_thread.run_sync(self._load_and_warm, model, version)
+                runtime, warm_ms = await anyio.to_thread.run_sync(self._load_and_warm, model, version)
             except LoadFailed:
                 raise
             except Exception as exc:
                 raise LoadFailed(model, version, f"{type(exc).__name__}: {exc}") from exc
-            lv = LoadedVersion(model, version, runtime)
+            lv = LoadedVersion(model, version, runtime, warm_ms=warm_ms)
             self._loaded[key] = lv
             return lv
 
-    def _load_and_warm(self, model: str, version: int) -> LoadedModel:
+    def _load_and_warm(self, model: str, version: int) -> tuple[LoadedModel, float]:
         runtime = self.loader(model, version)
+        sample = runtime.signature.sample_inputs(1)
         try:
-            runtime.predict(runtime.signature.sample_inputs(1))
+            runtime.predict(sample)
+            timings = []
+            for _ in range(5):
+                started = time.perf_counter()
+                runtime.predict(sample)
+                timings.append((time.perf_counter() - started) * 1000)
         except Exception as exc:
             runtime.close()
             raise LoadFailed(model, version, f"warm-up prediction failed: {type(exc).__name__}: {exc}") from exc
-        return runtime
+        return runtime, sorted(timings)[len(timings) // 2]
 
     def acquire(self, lv: LoadedVersion) -> LoadedVersion:
         lv.inflight += 1

@@ -30,6 +30,7 @@ def estimator_signature(estimator: Any) -> Signature:
 
 
 class EstimatorModel:
+    inline_ok = True  # library code with a bounded cost: small batches may run on the event loop
     def __init__(self, estimator: Any, signature: Signature) -> None:
         self.estimator = estimator
         self.signature = signature

@@ -30,6 +30,7 @@ def _spec(arg: object) -> TensorSpec | None:
 
 
 class OnnxModel:
+    inline_ok = True  # library code with a bounded cost: small batches may run on the event loop
     def __init__(self, path: str, signature: Signature | None) -> None:
         import onnxruntime as ort
 
