@@ -22,7 +22,7 @@ load the server did not keep up with.
 --renice-worker N lowers the gate worker's scheduling priority (nice N, all its threads)
 once it exists — a diagnostic that shows how much of the effect is CPU competition.
 
-    python bench/gate_serving.py [--rows 3000] [--gates 4] [--share 0.5] [--report] [--renice-worker 19]
+    python bench/gate_serving.py [--rows 3000] [--gate-seconds 12] [--share 0.5] [--report] [--renice-worker 19]
 """
 
 from __future__ import annotations
@@ -71,11 +71,17 @@ def renice_tree(pid: int, niceness: int) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=3000, help="rows of gate data")
-    parser.add_argument("--gates", type=int, default=4, help="measured (warm) gates, each after a segment without")
+    parser.add_argument(
+        "--gate-seconds",
+        type=float,
+        default=12.0,
+        help="run warm gates (each after a segment without) until they add up to this long",
+    )
+    parser.add_argument("--max-gates", type=int, default=20, help="at most this many warm gates")
     parser.add_argument(
         "--min-baseline",
         type=float,
-        default=4.0,
+        default=2.0,
         help="shortest segment without a gate (s); each lasts as long as the previous gate, at least this",
     )
     parser.add_argument("--max-baseline", type=float, default=10.0, help="longest segment without a gate (s)")
@@ -92,7 +98,7 @@ def main() -> None:
     parser.add_argument(
         "--renice-worker", type=int, default=None, metavar="N", help="diagnostic: run the gate worker at nice N"
     )
-    parser.add_argument("--budget", type=float, default=140.0, help="start no gate after this many seconds")
+    parser.add_argument("--budget", type=float, default=130.0, help="start no gate after this many seconds")
     args = parser.parse_args()
 
     from common import TOKEN, ServerProcess, body_file, load, tmpdir
@@ -143,7 +149,8 @@ def main() -> None:
             for path in (v1, v2):  # the tree holds a type outside skops' default trusted set: ours
                 pusher.push(path, name="m", labels={}, runtime=None, trust=path == v2)
             pusher.close()
-        pid = server.proc.pid  # type: ignore[union-attr]
+        assert server.proc is not None
+        pid = server.proc.pid
         api = httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=600)
         api.put("/api/models/m/aliases/champion", json={"version": 1}).raise_for_status()
         url = f"{server.url}/v2/models/m/infer"
@@ -211,17 +218,18 @@ def main() -> None:
             time.sleep(seconds)
             marks["none"].append((begin, time.monotonic()))
 
-        with console.status("segment without a gate, then the first gate (cold worker)…") as st:
+        with console.status("segment without a gate, then the first gate (cold worker)…") as status_line:
             without_gate(args.min_baseline)
             gate("gate (cold worker)")
             if args.renice_worker is not None:
                 reniced = renice_tree(pid, args.renice_worker)
-            for i in range(args.gates):
-                if time.monotonic() - started > args.budget:
+            for i in range(args.max_gates):
+                warm = sum(g["seconds"] for g in gates if g["kind"] == "gate")
+                if warm >= args.gate_seconds or time.monotonic() - started > args.budget:
                     break
                 drained()
                 baseline = min(args.max_baseline, max(args.min_baseline, gates[-1]["seconds"]))
-                st.update(f"gate {i + 1}/{args.gates}: {baseline:.0f}s without, then a gate…")
+                status_line.update(f"gate {i + 1}: {baseline:.0f}s without, then a gate ({warm:.0f}s of gates so far)…")
                 without_gate(baseline)
                 gate("gate")
             drained()
@@ -289,14 +297,26 @@ def main() -> None:
         + (f" (status: count {codes}; 0 = client timeout 30 s or connection error)" if codes else ""),
     )
     summary.add_row("sends skipped: client's in-flight bound reached", str(len(unsent)))
+    warm = [g["seconds"] for g in gates if g["kind"] == "gate"]
+    cold = [g["seconds"] for g in gates if g["kind"] != "gate"]
+    verdicts = sorted({str(g["verdict"]) for g in gates})
     summary.add_row(
-        "gates (duration s, verdict)",
-        ", ".join(f"{g['seconds']:.1f} {g['verdict']}" + (" (cold)" if g["kind"] != "gate" else "") for g in gates),
+        "gates run",
+        f"cold {', '.join(f'{c:.1f}' for c in cold)} s; warm {len(warm)}, median "
+        f"{statistics.median(warm) if warm else float('nan'):.1f} s, max {max(warm, default=float('nan')):.1f} s; "
+        f"verdicts {', '.join(verdicts)}",
     )
-    summary.add_row("time for the queue to drain after each gate (s, left out)", ", ".join(f"{d:.1f}" for d in drains))
+    summary.add_row(
+        "queue drain after a gate (left out)", f"median {statistics.median(drains):.1f} s, max {max(drains):.1f} s"
+    )
     if args.renice_worker is not None:
         summary.add_row("reniced worker processes", ", ".join(map(str, reniced)) or "none found")
     console.print(summary)
+    if stats["none"]["unsent"] or stats["none"]["p90"] > 10 * max(stats["none"]["p50"], 1.0):
+        console.print(
+            "[yellow]the server fell behind the offered rate even without a gate (the machine's load changed "
+            "after saturation was measured): these figures measure queueing; rerun, or lower --share[/]"
+        )
     console.print(
         f"wall time {time.monotonic() - started:.0f} s; machine: {os.cpu_count()} CPUs, load average "
         f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares the "

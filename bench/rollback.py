@@ -5,8 +5,10 @@ A real `changeover serve` runs with its production timers (controller tick 1 s, 
 2 s), so only the wake-up and generation-notification path can make the switch fast. Two
 python-runtime versions answer differently (v1: x0+x1, v2: 10*(x0+x1)+1), so each answer
 identifies who served it (checked against `x-changeover-version`). A client in a SEPARATE
-process sends steady open-loop traffic on loopback and records, per request, the send time,
-the answer time (CLOCK_MONOTONIC, shared across processes) and the serving version.
+process sends steady paced traffic on loopback (--concurrency workers, each on its own
+connection, together --rate requests per second; a slow answer delays that worker's next
+send rather than queueing it) and records, per request, the send time, the answer time
+(CLOCK_MONOTONIC, shared across processes) and the serving version.
 
 Scenario A (alias rollback), repeated: champion v2 with v1 under `previous` (kept warm);
 POST rollback (timestamp just before sending); then champion is moved back to v2 for the
@@ -19,9 +21,12 @@ Per rollback, over the requests SENT after the command:
   all v1    — send offset of the first request of the final all-v1 run: every request sent
               from then on was answered by v1 (the claim: < 100 ms), resolution 1/rate;
   seen      — when that request's answer came back (what a client observes);
-  ack       — round trip of the rollback API call itself.
+  ack       — round trip of the rollback API call itself;
+  committed — when the controller committed the policy (the audit event's time).
+Only requests answered before the next move of traffic count: one still out then may have
+been routed after it.
 
-    python bench/rollback.py [--rounds 20] [--rollout-rounds 5] [--rate 200]
+    python bench/rollback.py [--rounds 20] [--rollout-rounds 5] [--rate 100]
 """
 
 from __future__ import annotations
@@ -50,47 +55,42 @@ EXPECTED = {"1": 3.0, "2": 31.0}
 async def client_main(
     url: str, out: Path, stop: Path, ready: Path, rate: float, max_seconds: float, concurrency: int
 ) -> None:
-    from urllib.parse import urlparse
+    from shadow_overhead import RawHttp  # a light HTTP/1.1 client: the server keeps the CPU
 
-    if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit("loopback only")
-    body = json.dumps(BODY).encode()
-    headers = {"content-type": "application/json"}
+    client = RawHttp(url, json.dumps(BODY).encode(), concurrency)  # refuses anything but loopback
     rows: list[tuple[float, float, int, str, float | None]] = []
     late = 0  # slots missed because the previous request of that worker was still out
     # Paced workers, each with its own connection: a request leaves the moment it is timed
     # (no client-side queue for a connection), and a slow server slows the pace instead of
     # building a backlog. Total pace: `rate` requests per second while the server keeps up.
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
-        await asyncio.gather(*(client.post(url, content=body, headers=headers) for _ in range(concurrency)))
-        ready.write_text("ok")
-        start = time.monotonic()
-        period = concurrency / rate
-        max_requests = int(rate * max_seconds) + 1
+    await asyncio.gather(*(client.post(10.0) for _ in range(concurrency)))
+    ready.write_text("ok")
+    start = time.monotonic()
+    period = concurrency / rate
+    max_requests = int(rate * max_seconds) + 1
 
-        async def worker(index: int) -> None:
-            nonlocal late
-            next_at = start + index * period / concurrency
-            while time.monotonic() - start < max_seconds and len(rows) < max_requests and not stop.exists():
-                now = time.monotonic()
-                if now < next_at:
-                    await asyncio.sleep(next_at - now)
-                else:
-                    late += 1
-                next_at = max(next_at + period, time.monotonic())
-                sent = time.monotonic()
-                try:
-                    r = await client.post(url, content=body, headers=headers)
-                    version = r.headers.get("x-changeover-version", "-")
-                    value = r.json()["outputs"][0]["data"][0] if r.status_code == 200 else None
-                    rows.append((sent, time.monotonic(), r.status_code, version, value))
-                except (httpx.HTTPError, ValueError, KeyError) as exc:
-                    rows.append((sent, time.monotonic(), 0, type(exc).__name__, None))
+    async def worker(index: int) -> None:
+        nonlocal late
+        next_at = start + index * period / concurrency
+        while time.monotonic() - start < max_seconds and len(rows) < max_requests and not stop.exists():
+            now = time.monotonic()
+            if now < next_at:
+                await asyncio.sleep(next_at - now)
+            else:
+                late += 1
+            next_at = max(next_at + period, time.monotonic())
+            sent = time.monotonic()
+            status, headers, body = await client.exchange(10.0)
+            version = headers.get(b"x-changeover-version", b"-").decode()
+            try:
+                value = json.loads(body)["outputs"][0]["data"][0] if status == 200 else None
+            except (ValueError, KeyError, IndexError):
+                value = None
+            rows.append((sent, time.monotonic(), status, version, value))
 
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    skipped = late
-    out.write_text(json.dumps({"rows": rows, "skipped": skipped}))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    client.close()
+    out.write_text(json.dumps({"rows": rows, "skipped": late}))
 
 
 # ---- the orchestrator ----------------------------------------------------------------------
@@ -160,7 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=20, help="alias rollbacks (champion v2 -> v1)")
     parser.add_argument("--rollout-rounds", type=int, default=5, help="rollbacks of a running 50%% canary")
-    parser.add_argument("--rate", type=float, default=100.0, help="client requests per second (open loop)")
+    parser.add_argument("--rate", type=float, default=100.0, help="client requests per second (paced)")
     parser.add_argument("--concurrency", type=int, default=4, help="client connections (paced workers)")
     parser.add_argument("--observe", type=float, default=1.0, help="seconds watched after each rollback")
     parser.add_argument("--limit-ms", type=float, default=100.0)
@@ -252,7 +252,7 @@ def main() -> None:
         api.get("/api/status").raise_for_status()  # warm the API connection
         time.sleep(0.5)
 
-        with console.status(f"alias rollbacks: 0/{args.rounds}") as st:
+        with console.status(f"alias rollbacks: 0/{args.rounds}") as status_line:
             for i in range(args.rounds):
                 if i > 0:
                     set_champion(2)
@@ -266,7 +266,7 @@ def main() -> None:
                 time.sleep(args.observe)
                 mark.t_end = time.monotonic()
                 marks.append(mark)
-                st.update(f"alias rollbacks: {i + 1}/{args.rounds}")
+                status_line.update(f"alias rollbacks: {i + 1}/{args.rounds}")
         # champion is v1 now, previous v2: a rollout of v2 against v1
         spec = {
             "model": "m",
@@ -275,7 +275,7 @@ def main() -> None:
             "promote": "manual",
             "watch": 0,
         }
-        with console.status(f"rollout rollbacks: 0/{args.rollout_rounds}") as st:
+        with console.status(f"rollout rollbacks: 0/{args.rollout_rounds}") as status_line:
             for i in range(args.rollout_rounds):
                 wait_for(lambda: steadily("1"), 10, "v1 to serve")
                 r = api.post("/api/rollouts", json={"spec": spec})
@@ -299,7 +299,7 @@ def main() -> None:
                     "the rollout to end",
                     pause=0.1,
                 )
-                st.update(f"rollout rollbacks: {i + 1}/{args.rollout_rounds}")
+                status_line.update(f"rollout rollbacks: {i + 1}/{args.rollout_rounds}")
         stop.write_text("stop")
         client_proc.wait(timeout=60)
         data = json.loads(out.read_text())
@@ -378,21 +378,21 @@ def main() -> None:
     ):
         detail.add_column(col, justify="right")
     for i, m in enumerate(marks, 1):
-        r = analyse(m, rows, "1")
+        fig = analyse(m, rows, "1")
         detail.add_row(
             str(i),
             m.kind,
-            str(r["requests"]),
-            str(r["stragglers"]),
-            str(r["excluded"]),
-            f"{r['first_ms']:.1f}",
-            f"{r['all_ms']:.1f}",
-            f"{r['all_seen_ms']:.1f}",
-            f"{r['ack_ms']:.1f}",
+            str(fig["requests"]),
+            str(fig["stragglers"]),
+            str(fig["excluded"]),
+            f"{fig['first_ms']:.1f}",
+            f"{fig['all_ms']:.1f}",
+            f"{fig['all_seen_ms']:.1f}",
+            f"{fig['ack_ms']:.1f}",
             f"{published_ms(m, events):.1f}",
         )
     console.print(detail)
-    phases = {}
+    phases: dict[str, int] = {}
     for ro in rollouts:
         phases[ro["status"].get("phase")] = phases.get(ro["status"].get("phase"), 0) + 1
     console.print(
