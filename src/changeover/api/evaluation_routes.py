@@ -69,7 +69,7 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
         task: Annotated[str, Query(pattern="^(classification|regression|ranking)$")],
         filename: Annotated[str, Query(description="The data file's name (.csv or .parquet)")],
         target: str = "label", against: str | None = "champion", query_column: str | None = None,
-        ks: Annotated[list[int] | None, Query()] = None, policy: str | None = None, report: bool = True,
+        ks: Annotated[list[int] | None, Query()] = None, policy: str | None = None, report: bool = False,
     ) -> JSONResponse:
         await anyio.to_thread.run_sync(store.resolve, name, ref)
         if against:

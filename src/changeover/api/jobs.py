@@ -4,10 +4,21 @@ event loop: serving keeps its CPU share and its latency while a gate runs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+
+def _background_worker() -> None:
+    """Serving comes first: the worker runs at a lower priority, on one BLAS/OpenMP thread."""
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 class JobRunner:
@@ -17,7 +28,8 @@ class JobRunner:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_background_worker)
         return self._pool
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -44,7 +44,9 @@ class Mirror:
         self.concurrency = concurrency
         self.queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=queue_size)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="shadow")
-        self.running = 0  # shadow threads busy right now (a hung one stays busy)
+        self.running: dict[tuple[str, int], int] = {}  # shadow threads busy per version (a hung one stays busy)
+        # one version may hold at most this many threads: a hung shadow cannot starve the others
+        self.per_version = max(1, concurrency // 2)
         self.counts: dict[str, int] = {"submitted": 0, "dropped": 0, "ok": 0, "error": 0, "timeout": 0, "invalid": 0}
         self._workers: list[asyncio.Task[None]] = []
 
@@ -97,10 +99,11 @@ class Mirror:
         if lv is None:
             self._drop(model, shadow.version, "not_loaded")
             return
-        if self.running >= self.concurrency:
+        key = (model, shadow.version)
+        if self.running.get(key, 0) >= self.per_version or sum(self.running.values()) >= self.concurrency:
             self._drop(model, shadow.version, "saturated")
             return
-        self.running += 1
+        self.running[key] = self.running.get(key, 0) + 1
         self.pool.acquire(lv)
         started = time.perf_counter()
         future = self.executor.submit(lv.runtime.predict, inputs)
@@ -140,5 +143,5 @@ class Mirror:
         })
 
     def _finished(self, lv: Any) -> None:
-        self.running -= 1
+        self.running[(lv.model, lv.version)] -= 1
         self.pool.release(lv)
