@@ -15,9 +15,10 @@ from changeover.runtimes.base import LoadedModel, LoadRequest, Tensors, as_outpu
 
 
 class PythonModel:
-    def __init__(self, predictor: Any, signature: Signature) -> None:
+    def __init__(self, predictor: Any, signature: Signature, module_name: str | None = None) -> None:
         self.predictor = predictor
         self.signature = signature
+        self.module_name = module_name
 
     def predict(self, inputs: Tensors) -> dict[str, np.ndarray]:
         return as_outputs(self.predictor.predict(dict(inputs)), self.signature)
@@ -26,6 +27,8 @@ class PythonModel:
         close = getattr(self.predictor, "close", None)
         if callable(close):
             close()
+        if self.module_name is not None:  # an unloaded version leaves no module behind
+            sys.modules.pop(self.module_name, None)
 
 
 class PythonRuntime:
@@ -56,4 +59,4 @@ class PythonRuntime:
             raise ArtifactError(f"{module_name} has no class {class_name!r}")
         predictor = cls()
         predictor.load(str(folder))
-        return PythonModel(predictor, signature)
+        return PythonModel(predictor, signature, unique)
