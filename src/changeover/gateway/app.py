@@ -341,7 +341,7 @@ class Gateway:
         self._log_request(request_id, model, version, 200, latency_ms, summary, (decoded, outputs), request)
         if shadows:
             policy = self.policies[model]
-            self.mirror.submit(model, version, request_id, inputs, outputs, latency_ms, shadows,
+            self.mirror.submit(model, version, request_id, inputs, summary, latency_ms, shadows,
                                self._reader(policy, request, decoded))
         return response
 

@@ -67,14 +67,14 @@ class Mirror:
         self.metrics.shadow_calls.labels(model, str(version), f"dropped_{why}").inc()
 
     def submit(self, model: str, champion_version: int, request_id: str, inputs: Mapping[str, np.ndarray],
-               outputs: Mapping[str, np.ndarray], champion_ms: float, shadows: tuple[Shadow, ...],
+               champion_summary: dict[str, Any], champion_ms: float, shadows: tuple[Shadow, ...],
                read: FieldReader) -> None:
         """Called on the request path: O(1), never blocks, never raises."""
         for shadow in shadows:
             if shadow.version == champion_version:
                 continue
             segment = read(shadow.segment) if shadow.segment else None
-            item = (model, champion_version, shadow, request_id, inputs, outputs, champion_ms, segment)
+            item = (model, champion_version, shadow, request_id, inputs, champion_summary, champion_ms, segment)
             try:
                 self.queue.put_nowait(item)
                 self.counts["submitted"] += 1
@@ -93,7 +93,7 @@ class Mirror:
                 self.queue.task_done()
 
     async def _mirror(self, loop: asyncio.AbstractEventLoop, model: str, champion_version: int, shadow: Shadow,
-                      request_id: str, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
+                      request_id: str, inputs: Mapping[str, np.ndarray], champion_summary: dict[str, Any],
                       champion_ms: float, segment: str | None) -> None:
         lv = self.pool.get(model, shadow.version)
         if lv is None:
@@ -134,7 +134,7 @@ class Mirror:
             "champion_version": champion_version,
             "request_id": log_key(request_id),
             "at": time.time(),
-            "champion_output": _first_rows(outputs),
+            "champion_output": champion_summary,
             "shadow_output": shadow_out if error is None or error.startswith("invalid") else None,
             "champion_ms": champion_ms,
             "shadow_ms": None if error == "timeout" else shadow_ms,
