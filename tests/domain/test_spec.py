@@ -87,7 +87,7 @@ def test_the_design_example_parses() -> None:
     assert spec.canary.sticky_key == "header:x-user-id"
     assert spec.canary.judge.label_accuracy is not None
     assert spec.canary.judge.label_accuracy.alpha == 0.05
-    assert (spec.promote, spec.watch) == ("auto", 3600.0)
+    assert (spec.promote, spec.watch.duration, spec.watch.holdback) == ("auto", 3600.0, 2.0)
 
 
 @pytest.mark.skipif(not DESIGN.exists(), reason="shared design not beside the repository")
@@ -102,7 +102,7 @@ def test_defaults_of_a_minimal_spec() -> None:
     spec = parse_spec({"model": "m", "candidate": 12})
     assert spec.candidate == "12" and spec.champion == "champion"
     assert spec.gate is None and spec.shadow is None and spec.canary is None
-    assert (spec.promote, spec.watch) == ("auto", 3600.0)
+    assert (spec.promote, spec.watch.duration, spec.watch.holdback) == ("auto", 3600.0, 2.0)
     canary = parse_spec({"model": "m", "candidate": "c", "canary": {}}).canary
     assert canary is not None
     assert canary.steps == [1, 5, 25, 50] and canary.bake == 600.0
@@ -212,7 +212,7 @@ BASE = {"model": "m", "candidate": "c"}
         ({"canary": {"judge": {"label_accuracy": {"label_delay": "later"}}}},
          "canary.judge.label_accuracy.label_delay", "not a duration"),
         ({"canary": {"judge": {"error_rate": {"max_increase": -0.1}}}},
-         "canary.judge.error_rate.max_increase", "greater than or equal to 0"),
+         "canary.judge.error_rate.max_increase", "greater than 0"),
         ({"canary": {"judge": {"min_requests": "many"}}}, "canary.judge.min_requests", "integer"),
         ({"canary": {"overrides": [{"header": "x-t", "version": "candidate"}]}},
          "canary.overrides[0]", "needs a value"),
@@ -230,7 +230,22 @@ BASE = {"model": "m", "candidate": "c"}
          "canary.overrides[0].header", "not a header name"),
         ({"canary": 5}, "canary", "must be a mapping, got int 5"),
         ({"promote": "later"}, "promote", "'auto' or 'manual'"),
-        ({"watch": "-1h"}, "watch", "not a duration"),
+        ({"watch": "-1h"}, "watch.duration", "not a duration"),
+        ({"watch": {"duration": "1h", "holdback": 60}}, "watch.holdback", "less than 50"),
+        ({"watch": {"guards": {"error_rate": {"max": 5}}}}, "watch.guards.error_rate",
+         "a share below 1"),
+        ({"canary": {"judge": {"error_rate": {"max_increase": 0}}}},
+         "canary.judge.error_rate.max_increase", "greater than 0"),
+        ({"canary": {"judge": {"latency_p99_ms": {"max_ratio": 1.0}}}},
+         "canary.judge.latency_p99_ms.max_ratio", "greater than 1"),
+        ({"canary": {"judge": {"mae": {"max_increase": 1, "max_ratio": 1.1}}}},
+         "canary.judge.mae", "not both"),
+        ({"canary": {"judge": {"reward": {"max_relative_decrease": 1.5}}}},
+         "canary.judge.reward.max_relative_decrease", "less than 1"),
+        ({"canary": {"judge": {"error_rate": {"alpha": 0}}}}, "canary.judge.error_rate.alpha",
+         "greater than 0"),
+        ({"canary": {"on_inconclusive": "hope"}}, "canary.on_inconclusive", "'rollback' or 'pause'"),
+        ({"canary": {"max_bake": "soon"}}, "canary.max_bake", "not a duration"),
     ],
 )
 def test_each_kind_of_wrong_spec_names_its_field(changes: dict, path: str, reason: str) -> None:

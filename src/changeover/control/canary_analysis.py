@@ -1,70 +1,103 @@
-"""Canary and watch analyses: read metric windows and feedback for both arms over the same
-time span, and ask the judge (domain/judge.py)."""
+"""Canary and watch looks: fold what the store has seen since the stage began into its
+evidence (only what is new at each look), and ask the judge (domain/judge.py).
+
+The controller keeps one `StageEvidence` per rollout stage in memory; a restarted controller
+rebuilds it from the store on its first look, so it sees the same sums. Metric windows are
+matched by id (a window committed late by another replica is still counted once), feedback
+by request id, read back a little before the newest feedback already counted.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from changeover.domain.judge import ArmSample, JudgeConfig, judge
+from changeover.domain.criteria import canary_config, stages, watch_config
+from changeover.domain.evidence import StageEvidence
+from changeover.domain.judge import FAIL, PASS, Analysis, judge
 from changeover.domain.spec import RolloutSpec
 from changeover.store.store import Store
-from changeover.store.traffic import labelled_requests, metric_windows
+from changeover.store.traffic import feedback_since, metric_window_ids, metric_windows_by_id
+
+__all__ = ["Look", "StageLooks", "summary"]
+
+FEEDBACK_OVERLAP_S = 30.0  # feedback committed out of order by other replicas is still seen
 
 
-def judge_config(spec: RolloutSpec) -> JudgeConfig:
-    j = spec.canary.judge if spec.canary else None
-    if j is None:
-        return JudgeConfig()
-    return JudgeConfig(
-        error_rate_max_increase=j.error_rate.max_increase if j.error_rate else None,
-        latency_p99_max_ratio=j.latency_p99_ms.max_ratio if j.latency_p99_ms else None,
-        label_accuracy_max_decrease=j.label_accuracy.max_decrease if j.label_accuracy else None,
-        alpha=j.label_accuracy.alpha if j.label_accuracy else 0.05,
-        min_requests=j.min_requests,
-    )
+@dataclass(frozen=True)
+class Look:
+    analysis: Analysis
+    evidence: dict[str, Any]
 
 
-def arm(store: Store, model: str, version: int, since: float, until: float,
-        labels: dict[int, tuple[int, int]]) -> ArmSample:
-    windows = metric_windows(store, model, version, since=since, until=until)
-    latencies = [x for w in windows for x in (w["latencies"] or [])]
-    predictions = [x for w in windows for x in (w["predictions"] or [])]
-    labelled, correct = labels.get(version, (0, 0))
-    return ArmSample(
-        requests=sum(w["requests"] for w in windows),
-        errors=sum(w["errors"] for w in windows),
-        latencies_ms=np.asarray(latencies, dtype=float),
-        labelled=labelled,
-        correct=correct,
-        predictions=np.asarray(predictions, dtype=float) if predictions else None,
-    )
+def summary(analysis: Analysis) -> str:
+    """The look in words: the checks that decide it (all of them for a pass)."""
+    if analysis.outcome == PASS:
+        chosen = [c for c in analysis.checks if c.name != "prediction_distribution"]
+    elif analysis.outcome == FAIL:
+        chosen = [c for c in analysis.checks if c.outcome == FAIL]
+    else:
+        chosen = [c for c in analysis.checks if c.outcome != PASS]
+    return "; ".join(f"{c.name}: {c.reason}" for c in chosen)
 
 
-def label_counts(store: Store, model: str, since: float, until: float, delay: float) -> dict[int, tuple[int, int]]:
-    """Per version: (requests whose label arrived, of those the ones it got right)."""
-    out: dict[int, list[int]] = {}
-    for row in labelled_requests(store, model, since=since, until=until, label_delay=delay):
-        if row["label"] is None or not row["output"] or "label" not in row["output"]:
-            continue
-        counts = out.setdefault(row["version"], [0, 0])
-        counts[0] += 1
-        counts[1] += int(str(row["output"]["label"]) == str(row["label"]))
-    return {v: (n, c) for v, (n, c) in out.items()}
+class StageLooks:
+    """The running evidence of every rollout stage this controller is judging."""
 
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._stages: dict[tuple[int, str, float], StageEvidence] = {}
+        self._last: dict[tuple[int, str, float], Look] = {}
 
-def canary_analysis(store: Store, spec: RolloutSpec, champion: int, candidate: int, since: float,
-                    until: float) -> dict[str, Any]:
-    delay = spec.canary.judge.label_accuracy.label_delay if spec.canary and spec.canary.judge.label_accuracy else 0.0
-    labels = label_counts(store, spec.model, since, until, delay)
-    baseline = arm(store, spec.model, champion, since, until, labels)
-    canary = arm(store, spec.model, candidate, since, until, labels)
-    analysis = judge(baseline, canary, judge_config(spec))
-    return analysis.to_dict() | {
-        "window": {"since": since, "until": until},
-        "baseline": {"version": champion, "requests": baseline.requests, "errors": baseline.errors,
-                     "labelled": baseline.labelled},
-        "canary": {"version": candidate, "requests": canary.requests, "errors": canary.errors,
-                   "labelled": canary.labelled},
-    }
+    def look(self, rollout_id: int, kind: str, spec: RolloutSpec, baseline: int, canary: int,
+             since: float, *, final: bool, now: float | None = None) -> Look:
+        """`kind` is "canary" or "watch"; `since` is when the stage began."""
+        now = time.time() if now is None else now
+        key = (rollout_id, kind, since)
+        stage = self._stages.get(key)
+        if stage is None:
+            for old in [k for k in self._stages if k[0] == rollout_id]:
+                self._stages.pop(old, None)
+                self._last.pop(old, None)
+            stage = self._stages[key] = StageEvidence(baseline, canary, since)
+            config = canary_config(spec) if kind == "canary" else watch_config(spec)
+            reward = next((c for c in config.criteria if c.name == "reward"), None)
+            stage.reward_cap = reward.cap if reward else None
+        versions = (baseline, canary)
+        ids = metric_window_ids(self.store, spec.model, versions, since=since)
+        new = [i for i in ids if i not in stage.windows_seen]
+        added = stage.add_windows(metric_windows_by_id(self.store, new)) if new else 0
+        arrived = max(since, stage.feedback_cursor - FEEDBACK_OVERLAP_S)
+        added += stage.add_feedback(feedback_since(self.store, spec.model, versions,
+                                                   served_since=since, arrived_since=arrived))
+        last = self._last.get(key)
+        if last is not None and not added and last.evidence.get("final") == final:
+            return last
+        look = self._judge(stage, kind, spec, since, final, now)
+        self._last[key] = look
+        return look
+
+    def forget(self, rollout_id: int) -> None:
+        for old in [k for k in self._stages if k[0] == rollout_id]:
+            self._stages.pop(old, None)
+            self._last.pop(old, None)
+
+    @staticmethod
+    def _judge(stage: StageEvidence, kind: str, spec: RolloutSpec, since: float, final: bool,
+               now: float) -> Look:
+        holdback = kind == "canary" or spec.watch.holdback > 0
+        config = canary_config(spec) if kind == "canary" else watch_config(spec)
+        base, cand = stage.arm(stage.baseline), stage.arm(stage.canary)
+        analysis = judge(base if holdback else None, cand, config, stages=stages(spec), final=final,
+                         waited_s=now - since)
+        evidence = analysis.to_dict() | {
+            "kind": kind,
+            "final": final,
+            "window": {"since": since, "until": now},
+            "baseline": {"version": stage.baseline, "requests": base.requests, "errors": base.errors,
+                         "labelled": base.labelled + base.abs_error.n, "rewards": base.reward.n},
+            "canary": {"version": stage.canary, "requests": cand.requests, "errors": cand.errors,
+                       "labelled": cand.labelled + cand.abs_error.n, "rewards": cand.reward.n},
+        }
+        return Look(analysis, evidence)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from changeover.control.canary_analysis import canary_analysis
+from changeover.control.canary_analysis import Look, StageLooks, summary
 from changeover.control.shadow_analysis import shadow_verdict
 from changeover.domain.policy import DEFAULT_STICKY_KEY, Override, Shadow, TrafficPolicy
 from changeover.domain.rollout import (
@@ -61,23 +61,38 @@ class RolloutReconciler:
         self.holder = holder
         self.run_gate = run_gate  # submits evaluation.jobs.gate_job to a worker process; returns a Future
         self._gates: dict[int, Future[Any]] = {}
+        self.looks = StageLooks(store)
 
     # ---- observe ------------------------------------------------------------------------
 
-    def _observe(self, row: dict[str, Any], spec: RolloutSpec, status: RolloutStatus) -> Observation:
+    def _observe(self, row: dict[str, Any], spec: RolloutSpec, status: RolloutStatus,
+                 now: float) -> tuple[Observation, Look | None]:
         rid = row["id"]
-        candidate = row["status"].get("candidate_version")
+        meta = row["status"]
+        champion, candidate = meta.get("champion_version"), meta.get("candidate_version")
         since = status.phase_started_at or row["created_at"]
         n = status.verdicts
-        return Observation(
+        active = status.paused_from if status.phase is Phase.PAUSED else status.phase
+        look: Look | None = None
+        if active is Phase.PROGRESSING and spec.canary is not None:
+            began = status.canary_started_at or status.bake_started_at or since
+            final = now >= (status.judge_after or 0.0)
+            look = self.looks.look(rid, "canary", spec, champion, candidate, began, final=final, now=now)
+        elif active is Phase.WATCHING:
+            look = self.looks.look(rid, "watch", spec, champion, candidate, since, final=False, now=now)
+        verdict = look.analysis.outcome if look is not None else None
+        obs = Observation(
             gate=analysis_outcome(self.store, f"gate:{rid}"),
             shadow_requests=shadow_store.pair_count(self.store, spec.model, candidate, since)
             if status.phase is Phase.SHADOWING else 0,
             shadow_verdict=analysis_outcome(self.store, f"shadow:{rid}:{n}"),
-            canary_verdict=analysis_outcome(self.store, f"canary:{rid}:{n}"),
-            watch_verdict=analysis_outcome(self.store, f"watch:{rid}:{n}"),
+            canary_verdict=verdict if active is Phase.PROGRESSING else None,
+            watch_verdict=verdict if active is Phase.WATCHING else None,
             command=row["command"],
+            canary_enough=look.analysis.enough if look is not None else True,
+            canary_reason=summary(look.analysis) if look is not None else "",
         )
+        return obs, look
 
     # ---- one tick ---------------------------------------------------------------------------
 
@@ -89,20 +104,21 @@ class RolloutReconciler:
         spec = parse_spec(row["spec"])
         status = RolloutStatus.from_dict({k: v for k, v in extra.items() if k in RolloutStatus.__dataclass_fields__})
         now = time.time()
-        if status.phase is Phase.WATCHING:
-            self._watch_check(row, spec, status, now)
-        obs = self._observe(row, spec, status)
+        obs, look = self._observe(row, spec, status, now)
         new, actions = decide(spec, status, obs, now)
         for action in actions:
             if isinstance(action, RunGate):
                 self._start_gate(row, spec)
             elif isinstance(action, Judge):
                 self._judge(row, spec, status, action.kind, now)
-        self._commit(row, spec, status, new, actions, consumed=obs.command is not None)
+        acted = look if look is not None and (new.verdicts > status.verdicts or new.phase != status.phase) else None
+        self._commit(row, spec, status, new, actions, consumed=obs.command is not None, look=acted)
+        if new.terminal:
+            self.looks.forget(row["id"])
         return True
 
     def _commit(self, row: dict[str, Any], spec: RolloutSpec, old: RolloutStatus, new: RolloutStatus,
-                actions: list[Any], consumed: bool) -> None:
+                actions: list[Any], consumed: bool, look: Look | None = None) -> None:
         rid, model = row["id"], spec.model
         meta = {k: v for k, v in row["status"].items() if k not in RolloutStatus.__dataclass_fields__}
         champion, candidate = meta["champion_version"], meta["candidate_version"]
@@ -131,11 +147,13 @@ class RolloutReconciler:
                     shadow_store.stop_shadow(self.store, model, candidate, actor=self.holder, reason="rollout", conn=conn)
                     messages.append("shadow stopped")
                 elif isinstance(action, Promote):
-                    policy = policy.evolve(champion=candidate, weights={}, warm=(champion,), overrides=(),
+                    held = {champion: float(action.holdback)} if action.holdback > 0 else {}
+                    policy = policy.evolve(champion=candidate, weights=held, warm=(champion,), overrides=(),
                                            shadows=tuple(x for x in policy.shadows if x.version != candidate))
                     self.store.set_alias(model, "champion", candidate, actor=self.holder, reason=f"rollout {rid}", conn=conn)
                     self.store.set_alias(model, "previous", champion, actor=self.holder, reason=f"rollout {rid}", conn=conn)
-                    messages.append(f"v{candidate} promoted, v{champion} kept warm")
+                    messages.append(f"v{candidate} promoted, v{champion} kept warm"
+                                    + (f" with {action.holdback:g}% held back" if held else ""))
                 elif isinstance(action, Rollback):
                     policy = policy.evolve(champion=champion, weights={}, warm=(candidate,), overrides=(),
                                            shadows=tuple(x for x in policy.shadows if x.version != candidate))
@@ -148,11 +166,14 @@ class RolloutReconciler:
                                              reason=f"rollback of rollout {rid}", conn=conn)
                     messages.append(f"rolled back to v{champion}: {action.reason}")
                 elif isinstance(action, FinishWatch):
-                    policy = policy.evolve(warm=())
+                    policy = policy.evolve(warm=(), weights={})
                     messages.append(f"watch over, v{champion} no longer kept warm")
                 elif isinstance(action, Emit):
+                    evidence = {"rollout": rid, "status": new.to_dict()}
+                    if look is not None:
+                        evidence["analysis"] = look.evidence
                     self.store.add_event(action.kind, f"{model} rollout {rid}: {action.message}", model=model,
-                                         actor=self.holder, evidence={"rollout": rid, "status": new.to_dict()},
+                                         actor=self.holder, evidence=evidence,
                                          dedup=f"rollout:{rid}:{action.kind}:{old.verdicts}:{old.step_index}:{old.phase}:{new.phase}:{hash(action.message) & 0xffffffff}",
                                          conn=conn)
             if policy != current:
@@ -160,6 +181,12 @@ class RolloutReconciler:
                     policy, conn=conn, event_kind="policy", actor=self.holder,
                     message=f"{model}: " + "; ".join(messages), evidence={"rollout": rid},
                     dedup=f"policy:{rid}:{old.verdicts}:{old.step_index}:{old.phase}:{new.phase}:{new.weight}")
+            if look is not None:
+                kind = look.evidence["kind"]
+                conn.execute(insert(t.analyses).values(
+                    rollout_id=rid, model=model, version=candidate, kind=kind, outcome=look.analysis.outcome,
+                    evidence=look.evidence | {"step": old.step_index, "weight": old.weight}, at=time.time(),
+                    dedup=f"{kind}:{rid}:{old.verdicts}:{old.phase}:{new.phase}"))
             values: dict[str, Any] = {"status": new.to_dict() | meta, "updated_at": time.time(),
                                       "active": not new.terminal}
             if consumed:
@@ -231,34 +258,9 @@ class RolloutReconciler:
         dedup = f"{kind}:{rid}:{n}"
         if analysis_outcome(self.store, dedup) is not None:
             return
-        meta = row["status"]
-        champion, candidate = meta["champion_version"], meta["candidate_version"]
+        candidate = row["status"]["candidate_version"]
         since = status.phase_started_at or row["created_at"]
-        if kind == "shadow":
+        if kind == "shadow":  # canary and watch looks are taken at every tick (_observe)
             require = {k: v.model_dump(exclude_none=True) for k, v in spec.shadow.require.items()} if spec.shadow else {}
             with contextlib.suppress(IntegrityError):  # already judged (a restart between judge and commit)
                 shadow_verdict(self.store, spec.model, candidate, since, require, rollout_id=rid, dedup=dedup)
-            return
-        if kind == "canary":
-            since = status.bake_started_at or since
-            evidence = canary_analysis(self.store, spec, champion, candidate, since, now)
-            evidence["step"] = status.step_index
-            evidence["weight"] = status.weight
-        else:  # watch: the new champion since promotion against the old champion during the canary
-            evidence = canary_analysis(self.store, spec, champion, candidate, row["created_at"], now)
-        reasons = "; ".join(c["reason"] for c in evidence["checks"])
-        self._record(row, kind, evidence["outcome"], evidence, dedup,
-                     f"{spec.model} rollout {rid}: {kind} verdict at {status.weight:g}%: {evidence['outcome']} — {reasons}")
-
-    def _watch_check(self, row: dict[str, Any], spec: RolloutSpec, status: RolloutStatus, now: float) -> None:
-        """During watch a failure is acted on at once (an alert rule may also roll back)."""
-        meta = row["status"]
-        dedup = f"watch:{row['id']}:{status.verdicts}"
-        if analysis_outcome(self.store, dedup) is not None:
-            return
-        evidence = canary_analysis(self.store, spec, meta["champion_version"], meta["candidate_version"],
-                                   status.phase_started_at or now, now)
-        if evidence["outcome"] == "fail":
-            reasons = "; ".join(c["reason"] for c in evidence["checks"] if c["outcome"] == "fail")
-            self._record(row, "watch", "fail", evidence, dedup,
-                         f"{spec.model} rollout {row['id']}: watch verdict: fail — {reasons}")

@@ -93,7 +93,7 @@ def due_at(spec: RolloutSpec, status: RolloutStatus) -> float | None:
     if status.phase is Phase.PROGRESSING and spec.canary is not None:
         return _judge_at(spec, status)
     if status.phase is Phase.WATCHING:
-        return _started(status) + spec.watch
+        return _started(status) + spec.watch.duration
     return None
 
 
@@ -165,40 +165,55 @@ def _progressing(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now
     if canary is None or status.step_index >= len(canary.steps):
         # The spec changed under a running rollout: nothing is left to bake.
         return _enter_promotion(spec, status, now)
-    if now < _judge_at(spec, status):
+    # A fail acts at any look (`_failure`); a pass or a tie only once the bake is over.
+    if now < _judge_at(spec, status) or obs.canary_verdict is None:
         return status, []
     verdict = obs.canary_verdict
-    if verdict is None:
-        return status, [Judge("canary")]
-    counted = replace(status, verdicts=status.verdicts + 1)
+    counted = replace(status, verdicts=status.verdicts + 1, waiting=False)
     step = _step_name(spec, status)
-    if verdict == Verdict.INCONCLUSIVE:
-        if status.extensions < canary.max_extensions:
-            extended = replace(counted, extensions=status.extensions + 1)
-            # an extension is a whole new bake from now, even when the controller was down past
-            # the old schedule: never spend several extensions on the same data in a row
-            started = status.bake_started_at if status.bake_started_at is not None else _started(status)
-            extended = replace(extended, bake_started_at=max(started, now - canary.bake * extended.extensions))
-            message = (f"{step} is inconclusive: bake extended by {format_duration(canary.bake)} "
-                       f"({extended.extensions} of {canary.max_extensions})")
-            new = _moved(extended, now, Phase.PROGRESSING, message, keep_started=True)
-            return new, [Emit(EventKind.BAKE_EXTENDED, message)]
-        message = (f"{step} is still inconclusive after {canary.max_extensions} extensions: "
-                   "a person decides (resume bakes again; promote, rollback or abort)")
-        new = _paused(counted, now, PauseReason.INCONCLUSIVE, message)
-        return new, [Emit(EventKind.STEP_INCONCLUSIVE, message)]
-    passed = Emit(EventKind.STEP_PASSED, f"{step} passed")
-    if status.step_index + 1 < len(canary.steps):
-        new, actions = _enter_step(spec, counted, status.step_index + 1, now)
-    else:
-        new, actions = _enter_promotion(spec, counted, now)
-    return new, [passed, *actions]
+    why = f": {obs.canary_reason}" if obs.canary_reason else ""
+    if verdict == Verdict.PASS:
+        passed = Emit(EventKind.STEP_PASSED, f"{step} passed{why}")
+        if status.step_index + 1 < len(canary.steps):
+            new, actions = _enter_step(spec, counted, status.step_index + 1, now)
+        else:
+            new, actions = _enter_promotion(spec, counted, now)
+        return new, [passed, *actions]
+    started = status.bake_started_at if status.bake_started_at is not None else _started(status)
+    over = canary.max_bake is not None and now >= started + canary.max_bake
+    if not obs.canary_enough and not over:
+        # The bake is over but the evidence a verdict needs is not there yet: keep baking
+        # (the estimate was printed at apply), say what is missing, once as an event.
+        if status.waiting:
+            return status, []  # said once; the live look (status API) shows the counts
+        message = f"{step} waits for samples{why}"
+        waiting = replace(status, waiting=True, message=message, updated_at=now)
+        return waiting, [Emit(EventKind.STEP_WAITING, message)]
+    if status.extensions < canary.max_extensions and not over:
+        # an extension is a whole new bake from now; the looks stay nested (same evidence)
+        extended = replace(counted, extensions=status.extensions + 1, judge_after=now + canary.bake)
+        message = (f"{step} is inconclusive: bake extended by {format_duration(canary.bake)} "
+                   f"({extended.extensions} of {canary.max_extensions}){why}")
+        new = _moved(extended, now, Phase.PROGRESSING, message, keep_started=True)
+        return new, [Emit(EventKind.BAKE_EXTENDED, message)]
+    after = (f"its maximum bake of {format_duration(canary.max_bake)}" if over and canary.max_bake
+             else f"{canary.max_extensions} extensions")
+    if canary.on_inconclusive == "rollback":
+        message = f"{step} is still inconclusive after {after}: rolling back (on_inconclusive: rollback){why}"
+        return _rolled_back(counted, now, message, EventKind.STEP_INCONCLUSIVE)
+    message = (f"{step} is still inconclusive after {after}: a person decides "
+               f"(resume bakes again; promote, rollback or abort){why}")
+    new = _paused(counted, now, PauseReason.INCONCLUSIVE, message)
+    return new, [Emit(EventKind.STEP_INCONCLUSIVE, message)]
 
 
 def _enter_step(spec: RolloutSpec, status: RolloutStatus, index: int, now: float) -> Decision:
     assert spec.canary is not None
     weight = spec.canary.steps[index]
-    stepped = replace(status, step_index=index, weight=weight, bake_started_at=now, extensions=0)
+    first = status.canary_started_at if status.canary_started_at is not None else now
+    stepped = replace(status, step_index=index, weight=weight, bake_started_at=now, extensions=0,
+                      canary_started_at=first, waiting=False,
+                      judge_after=now + spec.canary.bake + spec.canary.judge.labels_delay)
     message = (f"{_step_name(spec, stepped)}: baking for {format_duration(spec.canary.bake)}")
     new = _moved(stepped, now, Phase.PROGRESSING, message)
     return new, [SetWeight(weight), Emit(EventKind.STEP_STARTED, message)]
@@ -215,24 +230,28 @@ def _enter_promotion(spec: RolloutSpec, status: RolloutStatus, now: float) -> De
 
 
 def _promoting(spec: RolloutSpec, status: RolloutStatus, now: float) -> Decision:
-    promoted = replace(status, weight=100.0, bake_started_at=None)
-    if spec.watch > 0:
+    watch = spec.watch
+    promoted = replace(status, weight=100.0 - (watch.holdback if watch.duration > 0 else 0.0),
+                       bake_started_at=None, judge_after=None, waiting=False)
+    if watch.duration > 0:
+        held = (f", {watch.holdback:g}% held back on the old champion" if watch.holdback > 0
+                else ", no holdback: absolute guards only")
         message = (f"candidate {spec.candidate} is champion; watching for "
-                   f"{format_duration(spec.watch)}")
+                   f"{format_duration(watch.duration)}{held}")
         new = _moved(promoted, now, Phase.WATCHING, message)
-        return new, [Promote(), Emit(EventKind.PROMOTE_DONE, message)]
+        return new, [Promote(holdback=watch.holdback), Emit(EventKind.PROMOTE_DONE, message)]
     message = f"candidate {spec.candidate} is champion (no watch)"
     new = _moved(promoted, now, Phase.PROMOTED, message)
     return new, [Promote(), FinishWatch(), Emit(EventKind.PROMOTE_DONE, message)]
 
 
 def _watching(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: float) -> Decision:
-    if now < _started(status) + spec.watch:
+    # A fail acts at any look (`_failure`); the watch passes when its time is over.
+    if now < _started(status) + spec.watch.duration:
         return status, []
-    if obs.watch_verdict is None:
-        return status, [Judge("watch")]
-    counted = replace(status, verdicts=status.verdicts + 1)
-    message = f"the {format_duration(spec.watch)} watch is over: candidate {spec.candidate} stays"
+    counted = replace(status, verdicts=status.verdicts + 1, weight=100.0)
+    message = (f"the {format_duration(spec.watch.duration)} watch is over: candidate "
+               f"{spec.candidate} stays")
     new = _moved(counted, now, Phase.PROMOTED, message)
     return new, [FinishWatch(), Emit(EventKind.WATCH_PASSED, message)]
 
@@ -250,11 +269,12 @@ def _failure(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: fl
     if active is Phase.SHADOWING and obs.shadow_verdict == Verdict.FAIL:
         message = f"the shadow failed after {obs.shadow_requests} mirrored requests: rolling back"
         return _rolled_back(counted, now, message, EventKind.SHADOW_FAILED)
+    why = f": {obs.canary_reason}" if obs.canary_reason else ""
     if active is Phase.PROGRESSING and obs.canary_verdict == Verdict.FAIL:
-        message = f"{_step_name(spec, status)} failed: rolling back to the champion"
+        message = f"{_step_name(spec, status)} failed: rolling back to the champion{why}"
         return _rolled_back(counted, now, message, EventKind.STEP_FAILED)
     if active is Phase.WATCHING and obs.watch_verdict == Verdict.FAIL:
-        message = f"the watch failed: rolling back to the previous champion {spec.champion}"
+        message = f"the watch failed: rolling back to the previous champion {spec.champion}{why}"
         return _rolled_back(counted, now, message, EventKind.WATCH_FAILED)
     return None
 
@@ -306,8 +326,10 @@ def _resume(spec: RolloutSpec, status: RolloutStatus, now: float) -> Decision:
         return status, [_refused(Command.RESUME, "waiting for promote (or abort, or rollback)")]
     back = status.paused_from
     # Timers restart, and any verdict asked for before the pause is void (a new number).
-    resumed = replace(status, verdicts=status.verdicts + 1, extensions=0,
-                      bake_started_at=now if back is Phase.PROGRESSING else None)
+    bake = spec.canary.bake + spec.canary.judge.labels_delay if spec.canary else 0.0
+    resumed = replace(status, verdicts=status.verdicts + 1, extensions=0, waiting=False,
+                      bake_started_at=now if back is Phase.PROGRESSING else None,
+                      judge_after=now + bake if back is Phase.PROGRESSING else None)
     message = f"resumed by a person: back to {back}"
     if back is Phase.PROGRESSING:
         message += f", {_step_name(spec, resumed)} bakes again"
@@ -350,10 +372,12 @@ def _started(status: RolloutStatus) -> float:
 
 
 def _judge_at(spec: RolloutSpec, status: RolloutStatus) -> float:
-    """When the current step's bake (with its extensions, and the label delay) is over."""
+    """When the current bake (or extension) is over: a pass may act from then on. The label
+    delay is waited once, at the end of the step's first bake."""
     assert spec.canary is not None
-    labels = spec.canary.judge.label_accuracy
-    delay = labels.label_delay if labels is not None else 0.0
+    if status.judge_after is not None:
+        return status.judge_after
+    delay = spec.canary.judge.labels_delay
     started = status.bake_started_at if status.bake_started_at is not None else _started(status)
     return started + spec.canary.bake * (1 + status.extensions) + delay
 

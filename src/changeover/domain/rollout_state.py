@@ -85,6 +85,7 @@ class EventKind(StrEnum):
     STEP_PASSED = "step.passed"
     STEP_FAILED = "step.failed"
     STEP_INCONCLUSIVE = "step.inconclusive"
+    STEP_WAITING = "step.waiting"
     BAKE_EXTENDED = "bake.extended"
     PROMOTE_WAITING = "promote.waiting"
     PROMOTE_STARTED = "promote.started"
@@ -118,6 +119,9 @@ class RolloutStatus:
     message: str = ""
     verdicts: int = 0
     updated_at: float | None = None
+    canary_started_at: float | None = None  # the first step's start: the canary's evidence begins
+    judge_after: float | None = None  # the current bake (or extension) ends: a pass may act
+    waiting: bool = False  # the bake is over, the step waits for the samples a verdict needs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phase", Phase(self.phase))
@@ -157,8 +161,13 @@ class Observation:
 
     gate: the offline gate's result, "pass" or "fail", None while it has not run.
     shadow_requests: requests mirrored to the candidate since ``status.phase_started_at``.
-    shadow_verdict, canary_verdict, watch_verdict: the answer to the current ``Judge`` of
-        that kind (None until there is one); a "fail" is acted on whenever it comes.
+    shadow_verdict: the answer to the current ``Judge("shadow")`` (None until there is one).
+    canary_verdict, watch_verdict: the judge's look now, over everything since the canary
+        (or the watch) began (None while there is nothing to look at); a "fail" is acted on
+        whenever it comes, a "pass" only once the bake is over.
+    canary_enough: the canary has the samples a conclusion needs; an inconclusive look at
+        the end of a bake then extends it, otherwise the step waits for samples.
+    canary_reason: the look's reasons, in words, for the audit trail and the status.
     command: an operator command waiting: pause, resume, abort, promote or rollback. The
         decide call that sees it consumes it, whether it is applied or refused.
     """
@@ -169,6 +178,8 @@ class Observation:
     canary_verdict: str | None = None
     watch_verdict: str | None = None
     command: str | None = None
+    canary_enough: bool = True
+    canary_reason: str = ""
 
     def __post_init__(self) -> None:
         if self.gate not in _GATE:
@@ -215,7 +226,10 @@ class Judge:
 
 @dataclass(frozen=True)
 class Promote:
-    """Make the candidate the champion (the old one becomes `previous` and stays warm)."""
+    """Make the candidate the champion (the old one becomes `previous` and stays warm, with
+    `holdback` percent of traffic, sticky, for the watch's concurrent baseline)."""
+
+    holdback: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -227,7 +241,7 @@ class Rollback:
 
 @dataclass(frozen=True)
 class FinishWatch:
-    """The watch is over: the old champion need no longer stay warm."""
+    """The watch is over: the holdback ends and the old champion need no longer stay warm."""
 
 
 @dataclass(frozen=True)

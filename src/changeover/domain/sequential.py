@@ -32,8 +32,16 @@ from functools import lru_cache
 from scipy.stats import norm
 
 __all__ = [
+    "EARLY_SAMPLES",
     "Interval",
     "boundary",
+    "difference_interval",
+    "fixed_horizon_samples",
+    "mean_interval",
+    "planned_boundary",
+    "planned_tau",
+    "required_samples",
+    "two_mixture_interval",
     "mixing_variance",
     "msprt_interval",
     "proportion_interval",
@@ -156,3 +164,83 @@ def proportion_interval(
     return msprt_interval(
         x_t / n_t, var_t, n_t, x_c / n_c, var_c, n_c, alpha, tau, horizon=horizon
     )
+
+
+# -- the judge's intervals: two mixtures, planned samples, one-sample guards --------------------
+#
+# One mixing variance is tuned for one effect size: τ fixed at the variance of the planned
+# sample (small effects, the tolerance) makes a 100%-errors canary wait hundreds of requests
+# before its interval leaves zero. The judge therefore intersects two always-valid intervals,
+# each at alpha/2: one tuned at the planned sample (power near the tolerance), one at
+# EARLY_SAMPLES (a gross failure is caught after a window or two). The intersection of two
+# confidence sequences, each valid at alpha/2, is valid at alpha.
+
+EARLY_SAMPLES = 10
+
+
+def planned_tau(v_now: float, n_now: float, n_plan: float) -> float:
+    """τ at the planned canary sample: V scaled from n_now to n_plan (at the arms' ratio now)."""
+    if v_now <= 0 or n_now <= 0 or n_plan <= 0:
+        raise ValueError(f"need positive V and samples, got V={v_now}, n={n_now}, plan={n_plan}")
+    return v_now * n_now / n_plan
+
+
+def two_mixture_interval(estimate: float, v: float, n_now: float, n_plan: float,
+                         alpha: float) -> Interval:
+    """estimate ± the tighter of two mixture half-widths (τ at n_plan and at EARLY_SAMPLES),
+    each at alpha/2: an always-valid interval at level alpha."""
+    _check_alpha(alpha)
+    if v <= 0.0:
+        return Interval(estimate, estimate, estimate)
+    half = math.inf
+    for plan in (max(n_plan, 1.0), float(EARLY_SAMPLES)):
+        tau = planned_tau(v, n_now, plan)
+        half = min(half, boundary(v, tau, alpha / 2.0) * math.sqrt(v))
+    return Interval(estimate, estimate - half, estimate + half)
+
+
+def difference_interval(mean_t: float, var_t: float, n_t: int, mean_c: float, var_c: float,
+                        n_c: int, alpha: float, n_plan: float) -> Interval:
+    """Always-valid interval for mean_t − mean_c, with n_t the (small) treatment arm."""
+    if n_t <= 0 or n_c <= 0:
+        raise ValueError(f"both arms need samples, got n_t={n_t}, n_c={n_c}")
+    v = var_t / n_t + var_c / n_c
+    return two_mixture_interval(mean_t - mean_c, v, n_t, n_plan, alpha)
+
+
+def mean_interval(mean: float, var: float, n: int, alpha: float, n_plan: float) -> Interval:
+    """Always-valid interval for one arm's mean (the absolute guards)."""
+    if n <= 0:
+        raise ValueError(f"need samples, got n={n}")
+    return two_mixture_interval(mean, var / n, n, n_plan, alpha)
+
+
+def planned_boundary(alpha: float) -> float:
+    """Z* at the planned sample (V = τ) for the half-alpha mixture: the multiplier of the
+    standard error that a pass needs there."""
+    return boundary(1.0, 1.0, alpha / 2.0)
+
+
+def required_samples(var_t: float, var_c: float, ratio: float, tolerance: float, alpha: float,
+                     power: float) -> float:
+    """Canary samples at which an equal candidate's interval lies below `tolerance` with
+    probability `power`: (Z* + z_power)·sqrt(V(n)) <= tolerance, V(n) = var_t/n + var_c/(n·ratio),
+    with `ratio` = baseline samples per canary sample."""
+    if tolerance <= 0:
+        return math.inf
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power must lie in (0, 1), got {power}")
+    per = var_t + (var_c / ratio if ratio > 0 else var_c)
+    z = planned_boundary(alpha) + float(norm.ppf(power))
+    return per * (z / tolerance) ** 2
+
+
+def fixed_horizon_samples(var_t: float, var_c: float, ratio: float, effect: float, alpha: float,
+                          power: float) -> float:
+    """Canary samples a one-sided fixed-horizon z-test at `alpha` needs to detect `effect` with
+    `power` (the yardstick the simulation compares with)."""
+    if effect <= 0:
+        return math.inf
+    per = var_t + (var_c / ratio if ratio > 0 else var_c)
+    z = float(norm.ppf(1.0 - alpha)) + float(norm.ppf(power))
+    return per * (z / effect) ** 2

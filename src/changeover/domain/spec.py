@@ -29,17 +29,22 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "CanarySpec",
+    "Ceiling",
     "ErrorRateJudge",
+    "GuardsSpec",
     "GateSpec",
     "JudgeSpec",
     "LabelAccuracyJudge",
     "LatencyJudge",
     "Override",
+    "RegressionJudge",
     "Requirement",
+    "RewardJudge",
     "RolloutSpec",
     "ShadowSpec",
     "ShadowUntil",
     "SpecError",
+    "WatchSpec",
     "format_duration",
     "load_spec_text",
     "parse_duration",
@@ -210,34 +215,119 @@ class ShadowSpec(_Model):
         return _key(value, "segment")
 
 
-class ErrorRateJudge(_Model):
-    """Fail when the candidate's error rate is above the champion's by more than this."""
+Alpha = Annotated[float, Field(gt=0, lt=1)]
 
-    max_increase: float = Field(default=0.002, ge=0)
+
+class ErrorRateJudge(_Model):
+    """Fail when the candidate's error rate is confidently above the champion's by more than
+    this; pass once the evidence excludes such an increase."""
+
+    max_increase: float = Field(default=0.002, gt=0)
+    alpha: Alpha = 0.05
 
 
 class LatencyJudge(_Model):
-    """Fail when the candidate's p99 latency is above this multiple of the champion's."""
+    """The candidate's p99 latency against this multiple of the champion's p99."""
 
-    max_ratio: float = Field(default=1.2, gt=0)
+    max_ratio: float = Field(default=1.2, gt=1)
+    alpha: Alpha = 0.05
 
 
 class LabelAccuracyJudge(_Model):
-    """Judge accuracy on feedback labels; they arrive up to ``label_delay`` after a request."""
+    """Accuracy on feedback labels (a classifier); labels arrive up to ``label_delay`` after
+    a request. ``sequential: false`` reads a fixed-horizon interval once per bake instead."""
 
     sequential: bool = True
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    max_decrease: float = Field(default=0.0, ge=0)
+    alpha: Alpha = 0.05
+    max_decrease: float = Field(default=0.01, gt=0)
     label_delay: Duration = 0.0
 
 
+class RegressionJudge(_Model):
+    """A regressor's error on feedback labels (MAE, or RMSE): at most ``max_increase`` in the
+    label's unit, or at most ``max_ratio`` times the champion's."""
+
+    max_increase: float | None = Field(default=None, gt=0)
+    max_ratio: float | None = Field(default=None, gt=1)
+    alpha: Alpha = 0.05
+
+    @model_validator(mode="after")
+    def _one_tolerance(self) -> RegressionJudge:
+        if self.max_increase is not None and self.max_ratio is not None:
+            raise ValueError("give max_increase or max_ratio, not both")
+        if self.max_increase is None and self.max_ratio is None:
+            object.__setattr__(self, "max_ratio", 1.05)
+        return self
+
+
+class RewardJudge(_Model):
+    """The mean reward per rewarded request (clicks, revenue, conversion): at most
+    ``max_decrease`` below the champion's (reward units), or ``max_relative_decrease`` of it;
+    rewards above ``cap`` count as the cap (heavy tails)."""
+
+    max_decrease: float | None = Field(default=None, gt=0)
+    max_relative_decrease: float | None = Field(default=None, gt=0, lt=1)
+    cap: float | None = None
+    alpha: Alpha = 0.05
+
+    @model_validator(mode="after")
+    def _one_tolerance(self) -> RewardJudge:
+        if self.max_decrease is not None and self.max_relative_decrease is not None:
+            raise ValueError("give max_decrease or max_relative_decrease, not both")
+        if self.max_decrease is None and self.max_relative_decrease is None:
+            object.__setattr__(self, "max_relative_decrease", 0.05)
+        return self
+
+
+class Ceiling(_Model):
+    """An absolute bound on the candidate alone."""
+
+    max: float = Field(gt=0)
+    alpha: Alpha = 0.05
+
+
+class GuardsSpec(_Model):
+    """Absolute guards: the candidate's own error rate (a share) or p99 latency (ms)
+    confidently above these fails, whatever the champion does."""
+
+    error_rate: Ceiling | None = None
+    latency_p99_ms: Ceiling | None = None
+
+    @field_validator("error_rate")
+    @classmethod
+    def _share(cls, value: Ceiling | None) -> Ceiling | None:
+        if value is not None and value.max >= 1:
+            raise ValueError("an error-rate ceiling is a share below 1 (0.05 is 5%)")
+        return value
+
+
 class JudgeSpec(_Model):
-    """How a canary bake is judged: candidate against champion over the bake's windows."""
+    """How a canary is judged: candidate against champion over the same windows, at every
+    window. Leave a criterion out with ``null``. ``reward`` is judged by default once
+    feedback carries rewards; ``reward: null`` turns that off."""
 
     error_rate: ErrorRateJudge | None = ErrorRateJudge()
     latency_p99_ms: LatencyJudge | None = LatencyJudge()
     label_accuracy: LabelAccuracyJudge | None = None
+    mae: RegressionJudge | None = None
+    rmse: RegressionJudge | None = None
+    reward: RewardJudge | None = None
+    guards: GuardsSpec = GuardsSpec()
     min_requests: int = Field(default=100, ge=0)
+    min_labels: int = Field(default=100, ge=0)
+    power: float = Field(default=0.8, gt=0, lt=1)
+    label_delay: Duration = 0.0
+
+    @property
+    def reward_by_default(self) -> bool:
+        """True when the spec did not name reward: it is judged once rewards arrive."""
+        return "reward" not in self.model_fields_set
+
+    @property
+    def labels_delay(self) -> float:
+        """How long labels take to arrive: the longest delay the spec gives."""
+        own = self.label_accuracy.label_delay if self.label_accuracy else 0.0
+        return max(self.label_delay, own)
 
 
 class Override(_Model):
@@ -290,6 +380,8 @@ class CanarySpec(_Model):
     max_extensions: int = Field(default=3, ge=0)
     judge: JudgeSpec = JudgeSpec()
     overrides: list[Override] = []
+    on_inconclusive: Literal["rollback", "pause"] = "rollback"
+    max_bake: PositiveDuration | None = None
 
     @field_validator("sticky_key", mode="before")
     @classmethod
@@ -309,6 +401,22 @@ class CanarySpec(_Model):
         return steps
 
 
+def _watch(value: object) -> object:
+    # `watch: 1h` is the short form of `watch: {duration: 1h}`
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return {"duration": value}
+    return value
+
+
+class WatchSpec(_Model):
+    """After promotion: ``holdback`` percent of traffic (sticky) stays on the old champion so
+    the watch compares the same hours; with ``holdback: 0`` only the guards can roll back."""
+
+    duration: Duration = 3600.0
+    holdback: float = Field(default=2.0, ge=0, lt=50)
+    guards: GuardsSpec = GuardsSpec()
+
+
 class RolloutSpec(_Model):
     """The whole road of one rollout, as a person asked for it."""
 
@@ -319,7 +427,7 @@ class RolloutSpec(_Model):
     shadow: ShadowSpec | None = None
     canary: CanarySpec | None = None
     promote: Literal["auto", "manual"] = "auto"
-    watch: Duration = 3600.0
+    watch: Annotated[WatchSpec, BeforeValidator(_watch)] = WatchSpec()
 
     @model_validator(mode="after")
     def _distinct(self) -> RolloutSpec:

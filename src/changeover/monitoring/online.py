@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from changeover.domain.outcomes import number as _number
+from changeover.domain.outcomes import predicted_label, predicted_number
 from changeover.evaluation.metrics import classification_metrics, regression_metrics
 from changeover.store.store import Store
 from changeover.store.traffic import labelled_requests
@@ -34,34 +36,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def predicted_label(output: Mapping[str, Any] | None) -> Any:
-    if not output or "label" not in output:
-        return None
-    value = output["label"]
-    return value[0] if isinstance(value, list) and len(value) == 1 else value
-
-
-def predicted_number(output: Mapping[str, Any] | None) -> float | None:
-    if not output:
-        return None
-    for key in ("prediction", *output):
-        value = output.get(key)
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
-        number = _number(value)
-        if number is not None:
-            return number
-    return None
 
 
 def _same_kind(values: Sequence[Any]) -> list[Any]:

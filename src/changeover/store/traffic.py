@@ -90,3 +90,38 @@ def metric_windows(store: Store, model: str, version: int, *, since: float, unti
         q = q.where(t.metric_windows.c.start < until)
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q.order_by(t.metric_windows.c.end)).all()]
+
+
+def metric_window_ids(store: Store, model: str, versions: tuple[int, ...], *, since: float) -> list[int]:
+    """Ids of the metric windows of these versions that end after `since` (what a look counts)."""
+    q = select(t.metric_windows.c.id).where(
+        and_(t.metric_windows.c.model == model, t.metric_windows.c.version.in_(versions),
+             t.metric_windows.c.end > since))
+    with store.engine.connect() as conn:
+        return [int(r[0]) for r in conn.execute(q).all()]
+
+
+def metric_windows_by_id(store: Store, ids: list[int]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    with store.engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = conn.execute(select(t.metric_windows).where(t.metric_windows.c.id.in_(chunk))).all()
+            out += [dict(r._mapping) for r in rows]
+    return out
+
+
+def feedback_since(store: Store, model: str, versions: tuple[int, ...], *, served_since: float,
+                   arrived_since: float) -> list[dict[str, Any]]:
+    """Requests of these versions served since `served_since` whose feedback arrived at or after
+    `arrived_since`, with that feedback (label, reward, and its time as `feedback_at`)."""
+    q = (
+        select(t.requests.c.request_id, t.requests.c.version, t.requests.c.output, t.requests.c.at,
+               t.requests.c.segment, t.feedback.c.label, t.feedback.c.reward,
+               t.feedback.c.at.label("feedback_at"))
+        .select_from(t.requests.join(t.feedback, t.feedback.c.request_id == t.requests.c.request_id))
+        .where(and_(t.requests.c.model == model, t.requests.c.version.in_(versions),
+                    t.requests.c.at >= served_since, t.feedback.c.at >= arrived_since))
+    )
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q).all()]

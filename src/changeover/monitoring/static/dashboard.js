@@ -226,7 +226,7 @@ function stages(rollout) {
   if (spec.gate) list.push({ name: "gate", kind: "gate" });
   if (spec.shadow) list.push({ name: "shadow", kind: "shadow" });
   list.push(...steps, { name: "promote", kind: "promote" });
-  if (spec.watch) list.push({ name: "watch", kind: "watch" });
+  if (spec.watch && (spec.watch.duration ?? spec.watch)) list.push({ name: "watch", kind: "watch" });
   const phase = status.phase || "pending";
   const phaseFor = { pending: -1, gating: "gate", shadowing: "shadow", promoting: "promote", watching: "watch" };
   let current = -1;
