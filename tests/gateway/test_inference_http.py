@@ -22,6 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from changeover.cli.client import Client
 from changeover.registry.manifest import Manifest
 from changeover.runtimes import LoadRequest, get_runtime
+from changeover.store.store import Store
+from changeover.store.traffic import served_request
+from datatype_pairs import DATATYPE_PAIRS
 from modelfiles import breast_cancer, python_model, skops_classifiers
 from serverproc import TOKEN, ServerProcess
 
@@ -96,6 +99,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         }
         for datatype, (_, shape, _) in ECHO.items():
             models[f"echo-{datatype.lower()}"] = [(echo_model(root, datatype, shape), False)]
+        # v2 narrows the input: it refuses today's FP64 requests; v2 of "widen" takes FP32 as FP64
+        models["narrow"] = [(echo_model(root / "narrow1", "FP64", [2, 2]), False),
+                            (echo_model(root / "narrow2", "FP32", [2, 2]), False)]
+        models["widen"] = [(echo_model(root / "widen1", "FP32", [2, 2]), False),
+                           (echo_model(root / "widen2", "FP64", [2, 2]), False)]
         for name, versions in models.items():
             for path, trust in versions:
                 client.push(path, name=name, labels={}, runtime=None, trust=trust)
@@ -262,8 +270,8 @@ def test_each_datatype_reaches_the_model_as_its_numpy_type_and_comes_back(env: E
 @pytest.mark.parametrize("datatype", list(ECHO))
 def test_a_wrong_datatype_is_a_422_naming_what_was_expected(env: Env, datatype: str) -> None:
     data, shape, _ = ECHO[datatype]
-    other = "FP64" if datatype != "FP64" else "FP32"
-    body = {"inputs": [{"name": "x", "shape": shape, "datatype": other, "data": [1.0] * len(data)}]}
+    other, value = ("FP64", 1.0) if datatype != "FP64" else ("INT32", 1)  # FP32 for FP64 is a widening: taken
+    body = {"inputs": [{"name": "x", "shape": shape, "datatype": other, "data": [value] * len(data)}]}
     response = env.infer(f"echo-{datatype.lower()}", body)
     assert response.status_code == 422, response.text
     err = response.json()
@@ -352,7 +360,8 @@ def test_malformed_requests_are_400(env: Env, content: bytes, needle: str) -> No
     ("tensor", "field", "expected", "got"),
     [
         ({"name": "wrong", "shape": [1, 30], "datatype": "FP64"}, "wrong", "one of the inputs [input]", "unknown input 'wrong'"),
-        ({"name": "input", "shape": [1, 30], "datatype": "FP32"}, "input", "datatype FP64", "datatype FP32"),
+        ({"name": "input", "shape": [1, 30], "datatype": "INT64", "data": [1] * 30}, "input", "datatype FP64",
+         "datatype INT64"),
         ({"name": "input", "shape": [2, 29], "datatype": "FP64"}, "input", "shape [-1, 30]", "shape [2, 29]"),
         ({"name": "input", "shape": [58], "datatype": "FP64"}, "input", "shape [-1, 30]", "shape [58]"),
         ({"name": "input", "shape": [1, 30], "datatype": "FP128"}, "input", "a datatype among", "datatype 'FP128'"),
@@ -362,7 +371,7 @@ def test_a_mismatch_with_the_signature_is_422_naming_the_input(
     env: Env, tensor: dict, field: str, expected: str, got: str
 ) -> None:
     size = int(np.prod(tensor["shape"]))
-    body = {"inputs": [tensor | {"data": [0.5] * size}]}
+    body = {"inputs": [{"data": [0.5] * size} | tensor]}
     response = env.infer("cancer", body)
     assert response.status_code == 422, response.text
     err = response.json()
@@ -446,6 +455,7 @@ def test_metrics_count_requests_errors_and_latency_per_model_and_version(env: En
     for _ in range(2):
         assert env.infer("cancer", cancer_body(X[:3]), version=2).status_code == 200
     assert env.infer("cancer", cancer_body(X[:3], name="wrong")).status_code == 422
+    assert env.infer("cancer", b"{nope", headers={"content-type": "application/json"}).status_code == 400
     after = metrics(env)
 
     def delta(name: str, **labels: str) -> float:
@@ -460,11 +470,119 @@ def test_metrics_count_requests_errors_and_latency_per_model_and_version(env: En
     buckets = [k for k in after if k[0] == "changeover_latency_seconds_bucket" and ("model", "cancer") in k[1]
                and ("version", "1") in k[1]]
     assert len(buckets) >= 10  # a real histogram
-    assert delta("changeover_errors_total", model="cancer", version="1") == 0
-    assert delta("changeover_rejected_total", model="cancer", code="422") == 1
+    # a request the serving version's signature refuses is that version's error...
+    assert delta("changeover_errors_total", model="cancer", version="1") == 1
+    assert delta("changeover_refused_total", model="cancer", version="1", code="422") == 1
+    assert delta("changeover_requests_total", model="cancer", version="1", code="422") == 1
+    assert delta("changeover_errors_total", model="cancer", version="2") == 0
+    # ...a malformed body is the client's, before any version
+    assert delta("changeover_rejected_total", model="cancer", code="422") == 0
+    assert delta("changeover_rejected_total", model="cancer", code="400") == 1
     assert metric(after, "changeover_policy_generation", model="cancer") >= 1
     text = env.http.get("/metrics")
     assert text.headers["content-type"].startswith("text/plain")
+
+
+# ---- what a version accepts, and what it refuses ------------------------------------------
+
+
+def echo_data(datatype: str) -> list:
+    return {"BOOL": [True, False, True, True], "BYTES": ["a", "b", "c", "d"]}.get(datatype, [1, 0, 1, 1])
+
+
+@pytest.mark.parametrize(("sent", "declared", "accepted"),
+                         [p for p in DATATYPE_PAIRS if p[1] in ECHO], ids=lambda v: str(v))
+def test_the_gateway_applies_the_one_acceptance_rule(env: Env, sent: str, declared: str, accepted: bool) -> None:
+    """The table `compat` is tested with (tests/domain/test_compat.py): a safe widening is
+    taken and cast to the declared datatype; anything else is a 422 of the serving version."""
+    _, shape, dtype = ECHO[declared]
+    body = {"inputs": [{"name": "x", "shape": shape, "datatype": sent, "data": echo_data(sent)}]}
+    response = env.infer(f"echo-{declared.lower()}", body)
+    assert response.headers["x-changeover-version"] == "1"
+    if accepted:
+        assert response.status_code == 200, response.text
+        outputs = {o["name"]: o for o in response.json()["outputs"]}
+        assert outputs["dtype"]["data"] == [dtype] * shape[0]  # the predictor got what it declared
+        assert outputs["y"]["datatype"] == declared
+    else:
+        assert response.status_code == 422, response.text
+        assert (response.json()["expected"], response.json()["got"]) == (f"datatype {declared}", f"datatype {sent}")
+
+
+def test_a_wider_candidate_takes_todays_requests_cast(env: Env) -> None:
+    """FP32 clients, an FP64 candidate: compat calls it not breaking, and it is not: served."""
+    body = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [0.5, -1.25, 3.0, 0.125]}]}
+    for version in (1, 2):
+        response = env.infer("widen", body, version=version)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-changeover-version"] == str(version)
+        outputs = {o["name"]: o for o in response.json()["outputs"]}
+        assert outputs["y"]["data"] == [0.5, -1.25, 3.0, 0.125]
+        assert outputs["dtype"]["data"] == ["float32" if version == 1 else "float64"] * 2
+
+
+def version_windows(env: Env, model: str) -> dict[str, dict[str, float]]:
+    """Requests and errors per version over the metric windows the gateway wrote (what the judge reads)."""
+    with env.server.client() as api:
+        series = api.get(f"/api/models/{model}/timeseries", params={"since": "10m"}).json()["versions"]
+    return {v: {"requests": sum(x or 0 for x in s["requests"]), "errors": sum(x or 0 for x in s["errors"])}
+            for v, s in series.items()}
+
+
+def test_a_version_that_refuses_its_traffic_is_charged_with_the_errors(env: Env) -> None:
+    """Today's FP64 requests, a candidate narrowed to FP32: each refusal (422) is the
+    candidate's error in its metric windows, in the request log and in /metrics, pinned or
+    routed to it by the policy; malformed bodies stay the client's."""
+    todays = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [0.1, 0.2, 0.3, 0.4]}]}
+    before = metrics(env)
+    assert env.infer("narrow", todays).status_code == 200  # the champion takes them
+    pinned = [env.infer("narrow", todays, version=2, headers={"x-request-id": f"narrow-pinned-{i}"})
+              for i in range(3)]
+    for response in pinned:
+        assert response.status_code == 422, response.text
+        assert response.headers["x-changeover-version"] == "2"  # who refused
+        assert response.json()["field"] == "x" and response.json()["expected"] == "datatype FP32"
+    malformed = env.infer("narrow", b"{nope", version=2, headers={"content-type": "application/json"})
+    assert malformed.status_code == 400
+
+    # routed by the policy: v2 made champion, every request goes to it
+    with env.server.client() as api:
+        api.put("/api/models/narrow/aliases/champion", json={"version": 2}).raise_for_status()
+    deadline = time.monotonic() + 20
+    while (routed := env.infer("narrow", todays)).headers.get("x-changeover-version") != "2":
+        assert time.monotonic() < deadline, "the gateway did not adopt the new champion"
+        time.sleep(0.1)
+    routed_more = [env.infer("narrow", todays) for _ in range(3)]
+    assert {r.status_code for r in [routed, *routed_more]} == {422}
+    after = metrics(env)
+
+    def delta(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert delta("changeover_refused_total", model="narrow", version="2", code="422") == 7
+    assert delta("changeover_errors_total", model="narrow", version="2") == 7
+    assert delta("changeover_requests_total", model="narrow", version="2", code="422") == 7
+    assert delta("changeover_errors_total", model="narrow", version="1") == 0
+    assert delta("changeover_requests_total", model="narrow", version="1", code="200") >= 1
+    assert delta("changeover_rejected_total", model="narrow", code="422") == 0
+    assert delta("changeover_rejected_total", model="narrow", code="400") == 1  # the malformed body: no version
+
+    deadline = time.monotonic() + 20  # windows are flushed every 0.5 s here
+    while (windows := version_windows(env, "narrow")).get("2", {}).get("errors", 0) < 7:
+        assert time.monotonic() < deadline, f"the refusals never reached v2's metric windows: {windows}"
+        time.sleep(0.2)
+    assert windows["2"] == {"requests": 7, "errors": 7}
+    assert windows["1"]["errors"] == 0
+
+    store = Store(f"sqlite:///{env.server.home / 'store.db'}", run_migrations=False)
+    try:
+        deadline = time.monotonic() + 20
+        while (row := served_request(store, "narrow-pinned-0")) is None:
+            assert time.monotonic() < deadline, "the refused request never reached the request log"
+            time.sleep(0.2)
+        assert (row["model"], row["version"], row["status"], row["recorded"]) == ("narrow", 2, 422, False)
+    finally:
+        store.close()
 
 
 def test_unknown_model_names_do_not_grow_the_metrics(env: Env) -> None:

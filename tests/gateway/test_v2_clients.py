@@ -43,8 +43,13 @@ def test_tritons_http_client_reads_health_metadata_and_infers(server) -> None:
         pinned = client.infer("cancer", [tensor], model_version="1")
         np.testing.assert_array_equal(pinned.as_numpy("label"), labels)
 
-        wrong = tritonhttp.InferInput("input", [4, 30], "FP32")
-        wrong.set_data_from_numpy(x[:4].astype(np.float32))
+        # FP32 data for the FP64 input: a safe widening, cast and served
+        narrower = tritonhttp.InferInput("input", [4, 30], "FP32")
+        narrower.set_data_from_numpy(x[:4].astype(np.float32))
+        assert client.infer("cancer", [narrower]).as_numpy("label").shape == (4,)
+
+        wrong = tritonhttp.InferInput("input", [4, 30], "INT64")
+        wrong.set_data_from_numpy(x[:4].astype(np.int64))
         with pytest.raises(Exception, match="datatype"):
             client.infer("cancer", [wrong])
     finally:

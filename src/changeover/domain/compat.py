@@ -1,8 +1,15 @@
 """Backward compatibility of a candidate's signature with the champion's. Pure.
 
-Breaking: a new required input, a removed input, a narrower input datatype, a changed input
-shape, or a changed or removed output. Not breaking: a new optional input, a wider input
-datatype (the gateway casts safely), a new output.
+Today's requests are taken to be what the champion declares. Breaking: a new required input, a
+removed input, an input datatype the candidate does not accept from today's requests, a changed
+input shape, or a changed or removed output. Not breaking: a new optional input, a wider input
+datatype within one kind of number (FP32 → FP64: the gateway casts today's data to it), a new
+output.
+
+Whether an input datatype change breaks is decided by `signature.accepts_datatype`, the very
+rule the gateway applies to every request, and a shape change by `TensorSpec.shape_matches`,
+the gateway's shape check: compat says "breaking" exactly when the gateway would refuse
+today's requests.
 """
 
 from __future__ import annotations
@@ -10,9 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
-from changeover.domain.signature import NUMPY_BY_DATATYPE, Signature, TensorSpec
+from changeover.domain.signature import Signature, TensorSpec, accepts_datatype
 
 
 @dataclass(frozen=True)
@@ -27,21 +32,24 @@ class Change:
 
 
 def is_widening(old: str, new: str) -> bool:
-    """True when every value of ``old`` fits ``new`` without loss, within one kind of number."""
-    if old == new:
-        return True
-    if "BYTES" in (old, new) or "BOOL" in (old, new):
-        return False
-    a, b = np.dtype(NUMPY_BY_DATATYPE[old]), np.dtype(NUMPY_BY_DATATYPE[new])
-    same_family = (a.kind == "f") == (b.kind == "f")
-    return same_family and bool(np.can_cast(a, b, casting="safe"))
+    """True when an input that was ``old`` and is now ``new`` still takes today's ``old`` data
+    (the gateway's rule, `accepts_datatype`)."""
+    return accepts_datatype(new, old)
+
+
+def _datatype_change(name: str, old: str, new: str) -> Change:
+    if accepts_datatype(new, old):
+        return Change("input_datatype_wider", name, f"{old} -> {new}: the gateway casts today's {old} data to {new}",
+                      False)
+    kind = "input_datatype_narrower" if accepts_datatype(old, new) else "input_datatype_changed"
+    return Change(kind, name, f"{old} -> {new}: the gateway refuses today's {old} data for an input declared {new}", True)
 
 
 def _shape_compatible(old: TensorSpec, new: TensorSpec) -> bool:
-    """Every shape the old signature accepted is accepted by the new one."""
-    if len(old.shape) != len(new.shape):
-        return False
-    return all(n == -1 or o == n for o, n in zip(old.shape, new.shape, strict=True))
+    """Every shape the old signature accepted is accepted by the new one: the gateway's own
+    shape check (`TensorSpec.shape_matches`), with the old declared shape as the request's
+    (a -1 there matches only a -1)."""
+    return new.shape_matches(old.shape)
 
 
 def compare_signatures(champion: Signature, candidate: Signature) -> list[Change]:
@@ -54,9 +62,7 @@ def compare_signatures(champion: Signature, candidate: Signature) -> list[Change
             changes.append(Change("input_removed", name, f"today's requests send {name!r}; the candidate has no such input", True))
             continue
         if old.datatype != new.datatype:
-            widening = is_widening(old.datatype, new.datatype)
-            kind = "input_datatype_wider" if widening else "input_datatype_narrower"
-            changes.append(Change(kind, name, f"{old.datatype} -> {new.datatype}", not widening))
+            changes.append(_datatype_change(name, old.datatype, new.datatype))
         if not _shape_compatible(old, new):
             changes.append(Change("input_shape_changed", name, f"{list(old.shape)} -> {list(new.shape)}", True))
     for name, new in new_inputs.items():

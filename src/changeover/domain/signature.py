@@ -2,6 +2,19 @@
 
 Datatypes are the Open Inference Protocol's names. A shape uses -1 for "any size";
 the first dimension is the batch.
+
+What an input accepts is decided here, once, by `accepts_datatype`: the gateway (and the
+compatibility replay) apply it to every request, and `domain.compat` applies it to the
+champion's declared datatypes to say whether today's requests still go through. An input
+accepts its own datatype and data of a narrower datatype of the same kind of number, a *safe
+widening*: floats (FP16 → FP32 → FP64), signed integers (INT8 → … → INT64), unsigned integers
+(UINT8 → … → UINT64), and an unsigned integer into a wider signed one (UINT8 → INT16). Those
+values are cast to the declared datatype without loss before the version sees them, so a candidate
+that widens an input (FP32 → FP64) takes today's FP32 requests unchanged: clients need not
+change. Everything else is refused with a 422: a narrowing (FP64 data for an FP32 input: values
+would be rounded), a change of kind (integers for a float input, floats for an integer one: a
+cast is lossy for some values, and may change what a number means, a category code read as a
+magnitude), and any change to or from BOOL or BYTES.
 """
 
 from __future__ import annotations
@@ -31,6 +44,24 @@ NUMPY_BY_DATATYPE: dict[str, Any] = {
 }
 
 DATATYPES = frozenset(NUMPY_BY_DATATYPE)
+
+
+def accepts_datatype(declared: str, sent: str) -> bool:
+    """Whether an input declared ``declared`` takes data sent as ``sent`` (then cast to
+    ``declared``): the same datatype, or a safe widening within one kind of number.
+
+    The one rule for what a version accepts: the gateway checks requests with it and
+    `domain.compat` judges a signature change with it."""
+    if declared == sent:
+        return True
+    if declared not in NUMPY_BY_DATATYPE or sent not in NUMPY_BY_DATATYPE:
+        return False
+    if "BYTES" in (declared, sent) or "BOOL" in (declared, sent):
+        return False
+    to, came = np.dtype(NUMPY_BY_DATATYPE[declared]), np.dtype(NUMPY_BY_DATATYPE[sent])
+    if (to.kind == "f") != (came.kind == "f"):
+        return False
+    return bool(np.can_cast(came, to, casting="safe"))
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -78,10 +109,19 @@ class TensorSpec:
 
     def check(self, array: np.ndarray, datatype: str) -> None:
         """Raise InvalidInput when this tensor's datatype or shape does not match."""
-        if datatype != self.datatype:
+        self.conform(array, datatype)
+
+    def conform(self, array: np.ndarray, datatype: str) -> np.ndarray:
+        """The array as this input takes it (a safe widening cast to the declared datatype);
+        InvalidInput when its datatype is not accepted (`accepts_datatype`) or its shape does
+        not match."""
+        if not accepts_datatype(self.datatype, datatype):
             raise InvalidInput(self.name, f"datatype {self.datatype}", f"datatype {datatype}")
         if not self.shape_matches(array.shape):
             raise InvalidInput(self.name, f"shape {list(self.shape)}", f"shape {list(array.shape)}")
+        if datatype != self.datatype:
+            return array.astype(NUMPY_BY_DATATYPE[self.datatype])
+        return array
 
 
 @dataclass(frozen=True)
@@ -113,12 +153,19 @@ class Signature:
 
     def check_inputs(self, tensors: Mapping[str, tuple[np.ndarray, str]]) -> None:
         """Check decoded request tensors (name -> (array, datatype)) against the inputs."""
+        self.conform_inputs(tensors)
+
+    def conform_inputs(self, tensors: Mapping[str, tuple[np.ndarray, str]]) -> dict[str, np.ndarray]:
+        """Decoded request tensors (name -> (array, datatype)) as this version takes them:
+        checked against the inputs, safe widenings cast to the declared datatypes. InvalidInput
+        names the first input that does not fit."""
+        conformed: dict[str, np.ndarray] = {}
         for name, (array, datatype) in tensors.items():
             spec = self.input(name)
             if spec is None:
                 expected = ", ".join(t.name for t in self.inputs) or "no inputs"
                 raise InvalidInput(name, f"one of the inputs [{expected}]", f"unknown input {name!r}")
-            spec.check(array, datatype)
+            conformed[name] = spec.conform(array, datatype)
         for spec in self.inputs:
             if not spec.optional and spec.name not in tensors:
                 raise InvalidInput(spec.name, "this input (required)", "no such input in the request")
@@ -130,6 +177,7 @@ class Signature:
             raise InvalidInput(
                 next(iter(tensors)), "the same batch size for every input", f"sizes {sorted(batch_sizes)}"
             )
+        return conformed
 
     def sample_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
         """A small request built from the signature, to warm a version before it takes traffic."""

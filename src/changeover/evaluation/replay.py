@@ -83,8 +83,7 @@ def replay(model: LoadedModel, recorded: list[dict[str, Any]]) -> ReplayReport:
         rid = str(row.get("request_id"))
         try:
             decoded = {t["name"]: protocol.decode_tensor(t) for t in row["inputs"]}
-            model.signature.check_inputs(decoded)
-            inputs = {name: array for name, (array, _) in decoded.items()}
+            inputs = model.signature.conform_inputs(decoded)  # what the gateway would hand the version
             batch = next(iter(inputs.values())).shape[0]
             outputs = {k: np.asarray(v) for k, v in model.predict(inputs).items()}
         except Exception as exc:

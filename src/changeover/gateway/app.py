@@ -42,18 +42,24 @@ INLINE_MS = 2.0  # versions whose one-row prediction takes at most this run on t
 INLINE_ROWS = 8  # …for batches of at most this many rows; everything else runs in a worker thread
 
 
-def requested_outputs(outputs: Any, signature: Any) -> list[str] | None:
-    """The output names a v2 request asked for (None: all); 422 for a name the version lacks."""
+def output_names(outputs: Any) -> list[str] | None:
+    """The output names a v2 request asked for (None: all); 400 when ``outputs`` is not a list
+    of objects with a name (the protocol's structure, whatever the version)."""
     if outputs is None:
         return None
     if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
         raise MalformedRequest("must be a list of objects with a name", "outputs")
-    names = [o["name"] for o in outputs]
+    return [o["name"] for o in outputs] or None
+
+
+def requested_outputs(outputs: Any, signature: Any) -> list[str] | None:
+    """The output names a v2 request asked for (None: all); 422 for a name the version lacks."""
+    names = output_names(outputs)
     known = {t.name for t in signature.outputs}
-    for name in names:
+    for name in names or ():
         if known and name not in known:
             raise InvalidInput(name, f"an output among {sorted(known)}", f"unknown output {name!r}")
-    return names or None
+    return names
 
 
 def summarize(outputs: Mapping[str, np.ndarray]) -> tuple[dict[str, Any], float | None]:
@@ -248,9 +254,16 @@ class Gateway:
         return read
 
     async def _serve(self, request: Request, model: str, pinned: str | None, v1: bool) -> Response:
+        """Two kinds of 4xx: before a version is chosen, the client's (a body that is not JSON
+        or not the protocol, an unknown model), counted in ``changeover_rejected_total``; once
+        a version is chosen (routed or pinned), a request its signature refuses (datatype,
+        shape, inputs, outputs) is that version's error, in its metric window, in the request
+        log and in ``/metrics``, as a 500 is: a candidate that refuses today's traffic fails
+        its canary."""
         started = time.perf_counter()
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         headers = {"x-request-id": request_id}
+        signature_version: int | None = None
         try:
             if self.settings.require_token_for_inference:
                 check_bearer(request.headers.get("authorization"), self.settings.token or "")
@@ -268,16 +281,22 @@ class Gateway:
             if pinned is not None and lv is None:
                 lv = await self.pool.ensure(model, int(pinned))
             if v1:
+                # v1 instances carry no datatype: decoded here for routing (input: sticky keys), with
+                # the champion's signature, and again below with the chosen version's
                 signature_version = int(pinned) if pinned is not None else (policy.champion if policy else None)
                 if signature_version is None:
                     raise ModelNotFound(model)
-                decoded = protocol.decode_v1_instances(body, self.record(model, signature_version).signature)
+                try:
+                    decoded = protocol.decode_v1_instances(body, self.record(model, signature_version).signature)
+                except InvalidInput:  # values this signature cannot take: the chosen version's to refuse
+                    decoded, signature_version = {}, None
                 meta: dict[str, Any] = {}
             else:
                 decoded, meta = protocol.decode_infer_request(body, binary)
                 if "id" in meta and "x-request-id" not in request.headers and isinstance(meta["id"], str) and meta["id"]:
                     request_id = meta["id"]
                     headers["x-request-id"] = request_id
+                output_names(meta.get("outputs"))
             if lv is None:
                 assert policy is not None
                 chosen = route(policy, self._reader(policy, request, decoded), self._rng)
@@ -285,9 +304,6 @@ class Gateway:
                 lv = self.pool.get(model, version) or await self.pool.ensure(model, version)
             else:
                 version = lv.version
-            signature = self.record(model, version).signature
-            signature.check_inputs(decoded)
-            wanted = requested_outputs(meta.get("outputs"), signature)
         except (ChangeoverError, BodyTooLarge) as exc:
             response = error_response(exc, headers)
             # a fixed label for names that are not models: clients cannot grow the metrics without bound
@@ -297,15 +313,37 @@ class Gateway:
         except AuthError as exc:
             return json_response({"error": str(exc)}, exc.status, headers)
         headers["x-changeover-version"] = str(version)
-        return await self._predict(request, lv, decoded, request_id, headers, started, shadows, v1, wanted)
+        try:  # from here on a refusal is the chosen version's
+            signature = self.record(model, version).signature
+            if v1 and version != signature_version:
+                decoded = protocol.decode_v1_instances(body, signature)
+            inputs = signature.conform_inputs(decoded)
+            wanted = requested_outputs(meta.get("outputs"), signature)
+        except ChangeoverError as exc:
+            return self._refused(request, model, version, request_id, headers, started, exc)
+        return await self._predict(request, lv, decoded, inputs, request_id, headers, started, shadows, v1, wanted)
+
+    def _refused(self, request: Request, model: str, version: int, request_id: str, headers: dict[str, str],
+                 started: float, exc: ChangeoverError) -> Response:
+        """A request the chosen version's signature does not accept: that version's error."""
+        response = error_response(exc, headers)
+        latency_ms = (time.perf_counter() - started) * 1000
+        code = str(response.status_code)
+        self.metrics.refused.labels(model, str(version), code).inc()
+        self.metrics.errors.labels(model, str(version)).inc()
+        self.metrics.requests.labels(model, str(version), code).inc()
+        self.windows.observe(model, version, latency_ms, True, None)
+        self._log_request(request_id, model, version, response.status_code, latency_ms, None, None, request)
+        return response
 
     async def _predict(
-        self, request: Request, lv: LoadedVersion, decoded: protocol.Decoded, request_id: str,
-        headers: dict[str, str], started: float, shadows: tuple[Any, ...], v1: bool,
+        self, request: Request, lv: LoadedVersion, decoded: protocol.Decoded, inputs: dict[str, np.ndarray],
+        request_id: str, headers: dict[str, str], started: float, shadows: tuple[Any, ...], v1: bool,
         wanted: list[str] | None = None,
     ) -> Response:
+        """Predict ``inputs`` (the request as the version takes it); ``decoded`` is the request
+        as the client sent it, which the request log records for replay."""
         model, version = lv.model, lv.version
-        inputs = {name: array for name, (array, _) in decoded.items()}
         self.pool.acquire(lv)
         try:
             rows = max((a.shape[0] if a.ndim else 1) for a in inputs.values())

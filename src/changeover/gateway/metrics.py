@@ -15,10 +15,18 @@ class GatewayMetrics:
             "changeover_requests", "Inference requests answered", ["model", "version", "code"], registry=r
         )
         self.errors = Counter(
-            "changeover_errors", "Inference requests that failed in the model (500)", ["model", "version"], registry=r
+            "changeover_errors",
+            "Inference requests that failed in a version: it raised (500), or its signature refused the request (4xx)",
+            ["model", "version"], registry=r,
+        )
+        self.refused = Counter(
+            "changeover_refused",
+            "Requests a version refused because they do not fit its signature (datatype, shape, inputs, outputs)",
+            ["model", "version", "code"], registry=r,
         )
         self.rejected = Counter(
-            "changeover_rejected", "Requests refused before reaching a model (4xx)", ["model", "code"], registry=r
+            "changeover_rejected", "Requests refused before reaching a version (malformed, unknown model; 4xx)",
+            ["model", "code"], registry=r,
         )
         self.latency = Histogram(
             "changeover_latency_seconds", "Latency of answered inference requests", ["model", "version"],
