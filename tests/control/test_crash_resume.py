@@ -178,7 +178,7 @@ def test_kill_9_during_shadow_bake_and_watch_loses_and_doubles_nothing(node: Nod
     view = rollout(node, rid)
     events = [e for e in node.get("/api/events", model="m", limit=10000) if (e.get("evidence") or {}).get("rollout") == rid]
     kinds = Counter(e["kind"] for e in events)
-    assert kinds["rollout.created"] == 1
+    assert kinds["rollout.created"] == 1 and kinds["compat.passed"] == 1
     assert kinds["shadow.started"] == 1 and kinds["shadow.passed"] == 1
     assert kinds["step.started"] == len(STEPS) and kinds["step.passed"] == len(STEPS)
     assert kinds["promote.started"] == 1 and kinds["promote.done"] == 1 and kinds["watch.passed"] == 1
@@ -198,9 +198,11 @@ def test_kill_9_during_shadow_bake_and_watch_loses_and_doubles_nothing(node: Nod
     assert [w for w in weights if w] == STEPS, weights
     assert policies[-1]["policy"]["champion"] == 2
 
-    # verdicts: one shadow verdict, one passing canary verdict per step, and no second promotion
+    # verdicts: the compatibility step at apply, one shadow verdict, one passing canary verdict per
+    # step, and no second promotion
     decided = [(a["kind"], a["outcome"]) for a in view["analyses"] if a["outcome"] != "inconclusive"]
-    assert decided[:1 + len(STEPS)] == [("shadow", "pass")] + [("canary", "pass")] * len(STEPS), decided
+    assert decided[:2 + len(STEPS)] == [("compat", "pass"), ("shadow", "pass")] + [("canary", "pass")] * len(STEPS), \
+        decided
     moves = [h for h in node.get("/api/models/m")["alias_history"] if h["alias"] == "champion"]
     assert [h["version"] for h in moves] == [1, 2]
     assert node.get("/api/models/m")["aliases"] == {"champion": 2, "previous": 1}

@@ -204,14 +204,14 @@ gate:
     events = rollout_events(server, rid)
     # an inconclusive bake (too few samples yet) extends it: allowed, and said
     kinds = [e["kind"] for e in events if "." in e["kind"] and e["kind"] != "bake.extended"]
-    assert kinds == ["rollout.created", "gate.started", "gate.passed", "step.started", "step.passed", "step.started",
-                     "step.passed", "promote.started", "promote.done", "watch.passed"]
+    assert kinds == ["compat.passed", "rollout.created", "gate.started", "gate.passed", "step.started", "step.passed",
+                     "step.started", "step.passed", "promote.started", "promote.done", "watch.passed"]
     weights = [e["evidence"]["policy"]["weights"] for e in events if e["kind"] == "policy"]
     assert [w["2"] for w in weights if w] == [20.0, 50.0]
     steps = [e["message"] for e in events if e["kind"] == "step.started"]
     assert "step 1 of 2 (20%)" in steps[0] and "step 2 of 2 (50%)" in steps[1]
     verdicts = [(a["kind"], a["outcome"]) for a in latest(api)["analyses"] if a["outcome"] != "inconclusive"]
-    assert verdicts[:3] == [("gate", "pass"), ("canary", "pass"), ("canary", "pass")], verdicts
+    assert verdicts[:4] == [("compat", "pass"), ("gate", "pass"), ("canary", "pass"), ("canary", "pass")], verdicts
     assert [a["outcome"] for a in latest(api)["analyses"] if a["kind"] == "watch"] in (["pass"], ["inconclusive"])
 
 
@@ -219,8 +219,16 @@ def test_a_candidate_failing_on_a_slice_of_traffic_is_rolled_back(server: Server
                                                                   tmp_path: Path) -> None:
     before = champion(api)
     spec = write_spec(tmp_path, 'model: m\ncandidate: "3"\n' + CANARY)
-    with Traffic(server.url, slice_share=0.2) as traffic:
-        result = server.cli("apply", str(spec), "--timeout", "150")
+    with Traffic(server.url) as traffic:
+        applied: list[Any] = []
+        applying = threading.Thread(target=lambda: applied.append(server.cli("apply", str(spec), "--timeout", "150")))
+        applying.start()
+        # the slice v3 cannot read comes once the rollout exists: recorded before, the compatibility
+        # step's replay would have refused v3 at apply (test_apply_http.py), before any live traffic
+        wait_until(lambda: api.get("/api/rollouts", params={"model": "m", "active": True}).json(), "the rollout")
+        traffic.slice_share = 0.2
+        applying.join(timeout=200)
+        (result,) = applied
         tail = traffic.count
         wait_until(lambda: traffic.count > tail + 20, "traffic after the rollback")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -239,7 +247,7 @@ def test_a_candidate_failing_on_a_slice_of_traffic_is_rolled_back(server: Server
     assert canary["outcome"] == "fail"
     assert {c["name"]: c["outcome"] for c in canary["evidence"]["checks"]}["error_rate"] == "fail"
     kinds = [e["kind"] for e in r["events"] if "." in e["kind"] and e["kind"] != "bake.extended"]
-    assert kinds == ["rollout.created", "step.started", "step.failed"]
+    assert kinds == ["compat.passed", "rollout.created", "step.started", "step.failed"]
 
 
 def long_spec(folder: Path, candidate: int) -> Path:
@@ -298,8 +306,8 @@ def test_one_rollout_per_model_sticky_canary_and_operator_commands(server: Serve
     wait_for_version(server, str(before))
 
     kinds = [e["kind"] for e in latest(api)["events"] if "." in e["kind"]]
-    assert kinds[:4] == ["rollout.created", "step.started", "rollout.paused", "rollout.resumed"]
-    assert kinds[4:] == ["promote.started", "promote.done", "watch.passed"]
+    assert kinds[:5] == ["compat.passed", "rollout.created", "step.started", "rollout.paused", "rollout.resumed"]
+    assert kinds[5:] == ["promote.started", "promote.done", "watch.passed"]
 
 
 @pytest.mark.parametrize(("command", "during"), [("abort", "progressing"), ("rollback", "progressing"),
@@ -349,7 +357,8 @@ gate:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "m: failed" in result.stdout and "the offline gate failed: no traffic was moved" in result.stdout
     r = latest(api)
-    assert [(a["kind"], a["outcome"]) for a in r["analyses"]] == [("gate", "fail")]
-    assert [e["kind"] for e in r["events"] if "." in e["kind"]] == ["rollout.created", "gate.started", "gate.failed"]
+    assert [(a["kind"], a["outcome"]) for a in r["analyses"]] == [("compat", "pass"), ("gate", "fail")]
+    assert [e["kind"] for e in r["events"] if "." in e["kind"]] == ["compat.passed", "rollout.created", "gate.started",
+                                                                    "gate.failed"]
     assert not [e for e in r["events"] if e["kind"] == "policy"]
     assert champion(api) == before

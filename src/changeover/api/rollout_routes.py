@@ -1,4 +1,16 @@
-"""Management endpoints for rollouts: start (from a spec), status, operator commands, rollback."""
+"""Management endpoints for rollouts: start (from a spec), status, operator commands, rollback.
+
+Starting a rollout (`apply`) runs the road's first step before any live traffic moves:
+
+1. the spec is parsed (422 with every problem), then checked against the candidate
+   (`domain.spec_checks`: every metric name in ``gate.require`` and ``shadow.require``, and
+   every criterion that cannot be judged for this model; 422 with every problem);
+2. the compatibility step, in the job runner's worker process (`evaluation.jobs`): the
+   candidate's signature against the champion's, then the newest recorded production requests
+   replayed through it (none recorded: the signature alone decides, and the evidence says so).
+   A failure refuses the rollout with 409 and the evidence, and writes a ``compat.failed``
+   event; a pass is written with the new rollout (``compat.passed``, and a ``compat`` analysis).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +25,62 @@ from sqlalchemy import and_, insert, select, update
 
 from changeover.api.app import ApiContext, actor_of, make_authorize
 from changeover.domain.rollout import Command, RolloutStatus
-from changeover.domain.spec import SpecError, parse_spec
+from changeover.domain.spec import RolloutSpec, SpecError, parse_spec
+from changeover.domain.spec_checks import spec_problems
 from changeover.errors import Conflict, InvalidRequest, NotFound
+from changeover.evaluation.jobs import apply_compat_job, compat_summary
+from changeover.evaluation.metrics import metric_names
+from changeover.evaluation.rules import referenced_ks
 from changeover.store import tables as t
-from changeover.store.store import Store
+from changeover.store.store import Store, VersionRecord
+
+REPLAY_LIMIT = 1000
+"""Recorded requests (the newest) replayed through the candidate at apply."""
+
+
+def gate_metrics(spec: RolloutSpec) -> list[str] | None:
+    """The metric names the offline gate computes for the spec's task and cut-offs."""
+    if spec.gate is None:
+        return None
+    ks = set(spec.gate.ks) | (referenced_ks(spec.gate.require) if spec.gate.task == "ranking" else set())
+    return metric_names(spec.gate.task, sorted(ks))
+
+
+def problems_response(problems: list[tuple[str, str]], what: str) -> JSONResponse:
+    count = len(problems)
+    lines = [f"{what} ({count} problem{'s' if count != 1 else ''}):"] + [f"  {f}: {r}" for f, r in problems]
+    return JSONResponse({"error": "\n".join(lines), "problems": [{"field": f, "reason": r} for f, r in problems]},
+                        status_code=422)
+
+
+def running_rollout(store: Store, model: str) -> Any:
+    with store.engine.connect() as conn:
+        return conn.execute(select(t.rollouts.c.id, t.rollouts.c.status).where(
+            and_(t.rollouts.c.model == model, t.rollouts.c.active.is_(True)))).first()
+
+
+def already_running(model: str, running: Any) -> Conflict:
+    return Conflict(f"model {model!r} already has rollout {running.id} ({running.status.get('phase')}); abort it first")
+
+
+def record_compat(store: Store, candidate: VersionRecord, result: dict[str, Any], actor: str,
+                  rollout_id: int | None = None, conn: Any = None) -> None:
+    """The compatibility step's verdict with its evidence: a ``compat`` analysis and a
+    ``compat.passed`` / ``compat.failed`` event (of the rollout, when there is one)."""
+    evidence = result | {"rollout": rollout_id}
+
+    def write(c: Any) -> None:
+        c.execute(insert(t.analyses).values(rollout_id=rollout_id, model=candidate.model, version=candidate.number,
+                                            kind="compat", outcome=result["verdict"], evidence=evidence,
+                                            at=time.time(), dedup=None))
+        kind = "compat.passed" if result["verdict"] == "pass" else "compat.failed"
+        store.add_event(kind, compat_summary(result), model=candidate.model, actor=actor, evidence=evidence, conn=c)
+
+    if conn is not None:
+        write(conn)
+    else:
+        with store.tx() as c:
+            write(c)
 
 
 class RolloutStart(BaseModel):
@@ -56,17 +120,33 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
             raise InvalidRequest("champion", f"model {spec.model!r} has no {spec.champion!r} to compare with") from None
         if candidate.number == champion.number:
             raise InvalidRequest("candidate", f"v{candidate.number} is already the champion")
+        problems = spec_problems(spec, candidate.signature, candidate=candidate.number, gate_metrics=gate_metrics(spec))
+        if problems:
+            return problems_response(problems, f"rollout spec that cannot be judged for {spec.model} v{candidate.number}")
+        running = await anyio.to_thread.run_sync(running_rollout, store, spec.model)
+        if running is not None:  # told at once, not after a replay (checked again when the rollout is written)
+            raise already_running(spec.model, running)
+        actor = actor_of(request)
+
+        # the road's first step, off the event loop (a worker process: it loads the candidate)
+        compat = await ctx.jobs.run(apply_compat_job, store.url, str(ctx.registry.artifacts.root), spec.model,
+                                    candidate.number, champion.number, REPLAY_LIMIT, actor)
+        if "error" in compat:
+            raise InvalidRequest(compat["field"], compat["error"])
+        if compat["verdict"] != "pass":
+            await anyio.to_thread.run_sync(lambda: record_compat(store, candidate, compat, actor))
+            return JSONResponse({"error": f"{spec.model} v{candidate.number} is not compatible with "
+                                          f"v{champion.number}, no rollout started: {'; '.join(compat['causes'])}",
+                                 "field": "candidate", "compat": compat}, status_code=409)
         if ctx.preflight is not None:
             await ctx.preflight(spec.model, candidate.number)
-        actor = actor_of(request)
 
         def create() -> int:
             with store.tx() as conn:
                 running = conn.execute(select(t.rollouts.c.id, t.rollouts.c.status).where(
                     and_(t.rollouts.c.model == spec.model, t.rollouts.c.active.is_(True)))).first()
                 if running is not None:
-                    raise Conflict(f"model {spec.model!r} already has rollout {running.id} "
-                                   f"({running.status.get('phase')}); abort it first")
+                    raise already_running(spec.model, running)
                 now = time.time()
                 status = RolloutStatus().to_dict() | {"candidate_version": candidate.number,
                                                       "champion_version": champion.number}
@@ -75,6 +155,7 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
                     created_at=now, updated_at=now)).inserted_primary_key
                 assert key is not None
                 rid = int(key[0])
+                record_compat(store, candidate, compat, actor, rollout_id=rid, conn=conn)
                 store.add_event("rollout.created", f"{spec.model}: rollout {rid} of v{candidate.number} "
                                 f"against v{champion.number}", model=spec.model, actor=actor,
                                 evidence={"rollout": rid, "spec": spec.to_dict()}, conn=conn)
@@ -83,7 +164,7 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
         rid = await anyio.to_thread.run_sync(create)
         ctx.wake()
         return JSONResponse({"id": rid, "model": spec.model, "candidate": candidate.number,
-                             "champion": champion.number}, status_code=201)
+                             "champion": champion.number, "compat": compat}, status_code=201)
 
     @router.get("/rollouts", summary="Rollouts, newest first")
     async def list_rollouts(model: str | None = None, active: bool | None = None, limit: int = 20) -> list[dict[str, Any]]:

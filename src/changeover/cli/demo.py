@@ -25,7 +25,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from changeover.cli.client import Client
+from changeover.cli.client import ApiError, Client
 
 console = Console()
 
@@ -339,11 +339,21 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
         traffic.slice_share = 0.15
         spec_file = work / "bad.yaml"
         spec_file.write_text(BAD_SPEC.format(holdout=holdout))
-        created = client.request("POST", "/api/rollouts", json={"spec": load_spec_file(spec_file)})
-        bad = follow_rollout(client, created["id"])
-        console.print(f"rollout {bad['id']}: [bold]{bad['status']['phase']}[/bold] — {bad['status'].get('message')}")
-        if bad["status"]["phase"] != "rolled_back":
-            failures.append(f"the bad candidate ended {bad['status']['phase']}")
+        try:
+            created = client.request("POST", "/api/rollouts", json={"spec": load_spec_file(spec_file)})
+        except ApiError as exc:
+            # the clinic's requests may be among the recorded ones: then the compatibility step's replay
+            # sees v3 raise on them, and apply refuses it before any live traffic
+            if exc.status != 409 or not isinstance(exc.body, dict) or "compat" not in exc.body:
+                raise
+            bad_outcome = "refused at the compatibility step"
+            console.print(f"v3 {bad_outcome}, before any traffic: {'; '.join(exc.body['compat']['causes'])}")
+        else:
+            bad = follow_rollout(client, created["id"])
+            bad_outcome = bad["status"]["phase"]
+            console.print(f"rollout {bad['id']}: [bold]{bad_outcome}[/bold] — {bad['status'].get('message')}")
+            if bad_outcome != "rolled_back":
+                failures.append(f"the bad candidate ended {bad_outcome}")
         time.sleep(1)
         traffic.stop()
 
@@ -357,9 +367,10 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
             table.add_row(f"online {online['metric']} v1 / v2 (same {online['labelled']} requests)",
                           f"{online['champion']:.3f} / {online['shadow']:.3f}")
         table.add_row("rollout of v2", good["status"]["phase"])
-        table.add_row("rollout of v3", bad["status"]["phase"])
+        table.add_row("rollout of v3", bad_outcome)
         table.add_row("champion now", f"v{client.get('/api/models/cancer')['aliases'].get('champion')}")
-        table.add_row("requests in all", f"{traffic.total} ({traffic.failed} failed, most from v3's canary slice)")
+        table.add_row("requests in all", f"{traffic.total} ({traffic.failed} failed"
+                      + (", most from v3's canary slice)" if bad_outcome == "rolled_back" else ")"))
         table.add_row("served by", ", ".join(f"v{v}: {n}" for v, n in sorted(traffic.versions.items())))
         table.add_row("audit events", str(len(client.get("/api/events", limit=10000))))
         table.add_row("elapsed", f"{time.monotonic() - started:.0f} s")

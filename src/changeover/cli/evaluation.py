@@ -48,22 +48,35 @@ def compat(
     if as_json:
         print_json(result)
     else:
-        table = Table("change", "tensor", "detail", "breaking", title=f"{name} v{result['candidate']} against v{result['against']}")
-        for c in result["changes"]:
-            table.add_row(c["kind"], c["tensor"], c["detail"], "[red]yes" if c["breaking"] else "no")
-        if result["changes"]:
-            console.print(table)
-        r = result["replay"]
-        console.print(f"replayed {r['requests']} recorded requests: {r['errors']} errors, "
-                      f"{r['invalid_outputs']} invalid outputs")
-        for out, d in r["differences"].items():
-            console.print(f"  {out}: agreement with production {_fmt(d['agreement'])}, "
-                          f"mean |diff| {_fmt(d['mean_abs_diff'])}, max |diff| {_fmt(d['max_abs_diff'])}")
-        colour = "green" if result["verdict"] == "pass" else "red"
-        console.print(f"verdict: [bold {colour}]{result['verdict']}[/]")
-        for cause in result["causes"]:
-            console.print(f"  [red]✗[/red] {cause}")
+        print_compat(name, result)
     raise typer.Exit(0 if result["verdict"] == "pass" else 1)
+
+
+def print_compat(name: str, result: dict[str, Any], *, to: Any = None) -> None:
+    """The compatibility step's evidence: signature changes, the replay, the verdict and its causes."""
+    out = to or console
+    table = Table("change", "tensor", "detail", "breaking", title=f"{name} v{result['candidate']} against v{result['against']}")
+    for c in result["changes"]:
+        table.add_row(c["kind"], c["tensor"], c["detail"], "[red]yes" if c["breaking"] else "no")
+    if result["changes"]:
+        out.print(table)
+    r = result["replay"]
+    if r.get("note"):
+        out.print(r["note"])
+    else:
+        out.print(f"replayed {r['requests']} recorded requests: {r['errors']} errors, "
+                  f"{r['invalid_outputs']} invalid outputs")
+    for example in r.get("error_examples", [])[:3]:
+        out.print(f"  request {example['request_id']}: {example['error']}")
+    for example in r.get("invalid_examples", [])[:3]:
+        out.print(f"  request {example['request_id']}: {example['problem']}")
+    for output, d in r["differences"].items():
+        out.print(f"  {output}: agreement with production {_fmt(d['agreement'])}, "
+                  f"mean |diff| {_fmt(d['mean_abs_diff'])}, max |diff| {_fmt(d['max_abs_diff'])}")
+    colour = "green" if result["verdict"] == "pass" else "red"
+    out.print(f"verdict: [bold {colour}]{result['verdict']}[/]")
+    for cause in result["causes"]:
+        out.print(f"  [red]✗[/red] {cause}")
 
 
 def validate(

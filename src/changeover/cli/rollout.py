@@ -13,8 +13,10 @@ from rich.table import Table
 
 from changeover.cli.client import ApiError, Client
 from changeover.cli.common import JsonOpt, client, console, err, fail, print_json, when
+from changeover.cli.evaluation import print_compat
 
-rollout_app = typer.Typer(no_args_is_help=True, help="Progressive rollouts: gate, shadow, canary steps, promotion, watch.")
+rollout_app = typer.Typer(no_args_is_help=True,
+                          help="Progressive rollouts: compatibility, gate, shadow, canary steps, promotion, watch.")
 
 SUCCESS = {"promoted"}
 ENDED = {"promoted", "rolled_back", "aborted", "failed"}
@@ -38,16 +40,33 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 
 
 def start_rollout(c: Client, spec: dict[str, Any]) -> dict[str, Any]:
+    """Start a rollout, or exit: 2 for a spec that is wrong (or cannot be judged for this
+    model), 1 when the candidate fails the compatibility step (with its evidence)."""
     try:
-        return c.request("POST", "/api/rollouts", json={"spec": spec})
+        created: dict[str, Any] = c.request("POST", "/api/rollouts", json={"spec": spec})
     except ApiError as exc:
         if exc.status == 422 and isinstance(exc.body, dict) and exc.body.get("problems"):
             err.print("[red]invalid rollout spec[/red]:")
             for p in exc.body["problems"]:
                 err.print(f"  {p['field']}: {p['reason']}")
             raise typer.Exit(2) from None
+        if exc.status == 409 and isinstance(exc.body, dict) and isinstance(exc.body.get("compat"), dict):
+            compat = exc.body["compat"]
+            err.print(f"[red]refused[/red]: {compat['model']} v{compat['candidate']} failed the compatibility "
+                      f"step against v{compat['against']}; no rollout started, no traffic moved")
+            print_compat(compat["model"], compat, to=err)
+            raise typer.Exit(1) from None
         fail(exc)
         raise
+    compat = created.get("compat")
+    if isinstance(compat, dict):
+        replayed = compat["replay"]
+        what = replayed.get("note") or (f"{replayed['requests']} recorded requests replayed, "
+                                        f"{replayed['errors']} errors")
+        changes = len(compat["changes"])
+        console.print(f"compatibility: [green]pass[/green] — {changes} signature change{'s' if changes != 1 else ''}"
+                      f", none breaking; {what}")
+    return created
 
 
 def view(r: dict[str, Any]) -> Table:
@@ -107,8 +126,9 @@ def apply(
     follow_: Annotated[bool, typer.Option("--follow/--no-follow", help="Watch it live until it ends")] = True,
     timeout: Annotated[float | None, typer.Option(help="Stop following after this many seconds")] = None,
 ) -> None:
-    """Take a candidate along the whole road: gate → shadow → canary steps → promotion → watch.
-    Exit 0 when promoted, 1 when rolled back, aborted or failed, 2 for a wrong spec."""
+    """Take a candidate along the whole road: compatibility → gate → shadow → canary steps →
+    promotion → watch. Exit 0 when promoted, 1 when refused by the compatibility step, rolled
+    back, aborted or failed, 2 for a wrong spec (or one that cannot be judged for this model)."""
     c = client()
     created = start_rollout(c, load_spec_file(spec_file))
     console.print(f"rollout {created['id']}: {created['model']} v{created['candidate']} against v{created['champion']}")

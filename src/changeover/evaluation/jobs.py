@@ -51,37 +51,73 @@ def _record_analysis(store: Store, record: VersionRecord, kind: str, outcome: st
         pass  # this rollout's gate was already recorded (a run repeated after a restart)
 
 
+NO_TRAFFIC = "no recorded requests to replay: the signature check alone decided"
+
+
+def compat_check(store: Store, registry: Registry, cand: VersionRecord, champ: VersionRecord, limit: int = 1000,
+                 actor: str = "api") -> dict[str, Any]:
+    """The compatibility step: the candidate's signature against the champion's (the gateway's
+    acceptance rule), then the newest recorded production requests replayed through it. The
+    verdict fails on a breaking change, a replayed request the candidate refuses or raises on,
+    or an invalid output; the result carries the evidence (changes, causes, replay figures and
+    examples). Nothing is written."""
+    changes = compare_signatures(champ.signature, cand.signature)
+    breaking = [c for c in changes if c.breaking]
+    recorded = recorded_requests(store, cand.model, limit=limit)
+    runtime = registry.load(cand, actor=actor)
+    try:
+        report = replay(runtime, recorded)
+    finally:
+        runtime.close()
+    causes = [f"{c.kind} {c.tensor}: {c.detail}" for c in breaking]
+    if report.errors:
+        causes.append(f"{report.errors} of {report.requests} recorded requests failed in the candidate")
+    if report.invalid_outputs:
+        causes.append(f"{report.invalid_outputs} recorded requests got invalid outputs (NaN, infinity, wrong shape)")
+    replayed = report.to_dict()
+    if not recorded:
+        replayed["note"] = NO_TRAFFIC
+    return {
+        "model": cand.model, "candidate": cand.number, "against": champ.number, "verdict": "fail" if causes else "pass",
+        "causes": causes, "changes": [c.to_dict() for c in changes], "replay": replayed,
+    }
+
+
+def compat_summary(result: dict[str, Any]) -> str:
+    """One line for the audit log: the verdict and its causes, or what was replayed."""
+    head = f"{result['model']}: compat of v{result['candidate']} against v{result['against']}: {result['verdict']}"
+    if result["causes"]:
+        return f"{head} — {'; '.join(result['causes'])}"
+    replayed = result["replay"]
+    return head + (f" ({replayed['note']})" if replayed.get("note")
+                   else f" ({replayed['requests']} recorded requests replayed)")
+
+
 def compat_job(store_url: str, artifacts_dir: str, model: str, candidate: str, against: str = "champion",
                limit: int = 1000, actor: str = "api") -> dict[str, Any]:
     store, registry = _open(store_url, artifacts_dir)
     try:
         cand = store.resolve(model, candidate)
         champ = store.resolve(model, against)
-        changes = compare_signatures(champ.signature, cand.signature)
-        breaking = [c for c in changes if c.breaking]
-        recorded = recorded_requests(store, model, limit=limit)
-        runtime = registry.load(cand, actor=actor)
-        try:
-            report = replay(runtime, recorded)
-        finally:
-            runtime.close()
-        causes = [f"{c.kind} {c.tensor}: {c.detail}" for c in breaking]
-        if report.errors:
-            causes.append(f"{report.errors} of {report.requests} recorded requests failed in the candidate")
-        if report.invalid_outputs:
-            causes.append(f"{report.invalid_outputs} recorded requests got invalid outputs (NaN, infinity, wrong shape)")
-        verdict = "fail" if causes else "pass"
-        result = {
-            "model": model, "candidate": cand.number, "against": champ.number, "verdict": verdict,
-            "causes": causes, "changes": [c.to_dict() for c in changes], "replay": report.to_dict(),
-        }
-        _record_analysis(store, cand, "compat", verdict, result,
-                         f"{model}: compat of v{cand.number} against v{champ.number}: {verdict}"
-                         + (f" — {'; '.join(causes)}" if causes else f" ({report.requests} recorded requests replayed)"),
-                         actor)
+        result = compat_check(store, registry, cand, champ, limit, actor)
+        _record_analysis(store, cand, "compat", result["verdict"], result, compat_summary(result), actor)
         return result
     except ChangeoverError as exc:
         return {"error": str(exc), "field": "version"}
+    finally:
+        store.close()
+
+
+def apply_compat_job(store_url: str, artifacts_dir: str, model: str, candidate: int, champion: int,
+                     limit: int = 1000, actor: str = "api") -> dict[str, Any]:
+    """The compatibility step of `apply`, before the rollout exists: the result only; the API
+    writes it with the rollout (or with the refusal)."""
+    store, registry = _open(store_url, artifacts_dir)
+    try:
+        return compat_check(store, registry, store.version(model, candidate), store.version(model, champion),
+                            limit, actor)
+    except ChangeoverError as exc:
+        return {"error": str(exc), "field": "candidate"}
     finally:
         store.close()
 
