@@ -147,6 +147,9 @@ def test_a_compatible_candidate_starts_with_its_compat_evidence(api: httpx.Clien
     created = r.json()
     assert created["compat"]["verdict"] == "pass" and created["compat"]["causes"] == []
     assert created["compat"]["replay"]["requests"] == RECORDED and created["compat"]["replay"]["errors"] == 0
+    # the plan: what the first step needs before it may pass, at the champion's traffic
+    assert "step 1 (10%)" in created["plan"][0], created["plan"]
+    assert any(line.strip().startswith("error_rate needs ~") for line in created["plan"]), created["plan"]
     rollout = api.get(f"/api/rollouts/{created['id']}").json()
     assert [(a["kind"], a["outcome"]) for a in rollout["analyses"]][:1] == [("compat", "pass")]
     kinds = [e["kind"] for e in rollout["events"] if "." in e["kind"]]

@@ -202,12 +202,14 @@ gate:
 
     rid = latest(api)["id"]
     events = rollout_events(server, rid)
-    # an inconclusive bake (too few samples yet) extends it: allowed, and said
-    kinds = [e["kind"] for e in events if "." in e["kind"] and e["kind"] != "bake.extended"]
+    # a bake with too few samples yet waits for them (or, with enough, is extended): allowed, and said
+    kinds = [e["kind"] for e in events if "." in e["kind"] and e["kind"] not in ("bake.extended", "step.waiting")]
     assert kinds == ["compat.passed", "rollout.created", "gate.started", "gate.passed", "step.started", "step.passed",
                      "step.started", "step.passed", "promote.started", "promote.done", "watch.passed"]
     weights = [e["evidence"]["policy"]["weights"] for e in events if e["kind"] == "policy"]
-    assert [w["2"] for w in weights if w] == [20.0, 50.0]
+    assert [w["2"] for w in weights if "2" in w] == [20.0, 50.0]
+    # during the watch 2% of users stay on the old champion: the watch's concurrent baseline
+    assert {"1": 2.0} in weights and weights[-1] == {}
     steps = [e["message"] for e in events if e["kind"] == "step.started"]
     assert "step 1 of 2 (20%)" in steps[0] and "step 2 of 2 (50%)" in steps[1]
     verdicts = [(a["kind"], a["outcome"]) for a in latest(api)["analyses"] if a["outcome"] != "inconclusive"]
@@ -246,7 +248,7 @@ def test_a_candidate_failing_on_a_slice_of_traffic_is_rolled_back(server: Server
     canary = [a for a in r["analyses"] if a["kind"] == "canary"][-1]  # after any inconclusive looks
     assert canary["outcome"] == "fail"
     assert {c["name"]: c["outcome"] for c in canary["evidence"]["checks"]}["error_rate"] == "fail"
-    kinds = [e["kind"] for e in r["events"] if "." in e["kind"] and e["kind"] != "bake.extended"]
+    kinds = [e["kind"] for e in r["events"] if "." in e["kind"] and e["kind"] not in ("bake.extended", "step.waiting")]
     assert kinds == ["compat.passed", "rollout.created", "step.started", "step.failed"]
 
 

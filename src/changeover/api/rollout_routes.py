@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, insert, select, update
 
 from changeover.api.app import ApiContext, actor_of, make_authorize
+from changeover.domain.plan import Traffic, describe
 from changeover.domain.rollout import Command, RolloutStatus
 from changeover.domain.spec import RolloutSpec, SpecError, parse_spec
 from changeover.domain.spec_checks import spec_problems
@@ -33,6 +34,7 @@ from changeover.evaluation.metrics import metric_names
 from changeover.evaluation.rules import referenced_ks
 from changeover.store import tables as t
 from changeover.store.store import Store, VersionRecord
+from changeover.store.traffic import recent_traffic
 
 REPLAY_LIMIT = 1000
 """Recorded requests (the newest) replayed through the candidate at apply."""
@@ -81,6 +83,13 @@ def record_compat(store: Store, candidate: VersionRecord, result: dict[str, Any]
     else:
         with store.tx() as c:
             write(c)
+
+
+def rollout_plan(store: Store, spec: RolloutSpec, champion: int) -> list[str]:
+    """How long the first step will wait for evidence, at the champion's last hour of traffic."""
+    seen = recent_traffic(store, spec.model, champion)
+    traffic = Traffic(rate=seen["rate"], error_rate=seen["error_rate"], latencies_ms=seen["latencies"])
+    return describe(spec, traffic)
 
 
 class RolloutStart(BaseModel):
@@ -163,8 +172,9 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
 
         rid = await anyio.to_thread.run_sync(create)
         ctx.wake()
+        plan = await anyio.to_thread.run_sync(rollout_plan, store, spec, champion.number)
         return JSONResponse({"id": rid, "model": spec.model, "candidate": candidate.number,
-                             "champion": champion.number, "compat": compat}, status_code=201)
+                             "champion": champion.number, "compat": compat, "plan": plan}, status_code=201)
 
     @router.get("/rollouts", summary="Rollouts, newest first")
     async def list_rollouts(model: str | None = None, active: bool | None = None, limit: int = 20) -> list[dict[str, Any]]:

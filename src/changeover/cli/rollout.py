@@ -66,6 +66,8 @@ def start_rollout(c: Client, spec: dict[str, Any]) -> dict[str, Any]:
         changes = len(compat["changes"])
         console.print(f"compatibility: [green]pass[/green] — {changes} signature change{'s' if changes != 1 else ''}"
                       f", none breaking; {what}")
+    for line in created.get("plan") or []:
+        console.print(f"plan: {line}")
     return created
 
 

@@ -20,7 +20,7 @@ from changeover.domain.spec import RolloutSpec
 from changeover.store.store import Store
 from changeover.store.traffic import feedback_since, metric_window_ids, metric_windows_by_id
 
-__all__ = ["Look", "StageLooks", "summary"]
+__all__ = ["Look", "StageLooks", "judge_stage", "look_fields", "summary"]
 
 FEEDBACK_OVERLAP_S = 30.0  # feedback committed out of order by other replicas is still seen
 
@@ -74,7 +74,7 @@ class StageLooks:
         last = self._last.get(key)
         if last is not None and not added and last.evidence.get("final") == final:
             return last
-        look = self._judge(stage, kind, spec, since, final, now)
+        look = judge_stage(stage, kind, spec, since, final, now)
         self._last[key] = look
         return look
 
@@ -83,21 +83,33 @@ class StageLooks:
             self._stages.pop(old, None)
             self._last.pop(old, None)
 
-    @staticmethod
-    def _judge(stage: StageEvidence, kind: str, spec: RolloutSpec, since: float, final: bool,
-               now: float) -> Look:
-        holdback = kind == "canary" or spec.watch.holdback > 0
-        config = canary_config(spec) if kind == "canary" else watch_config(spec)
-        base, cand = stage.arm(stage.baseline), stage.arm(stage.canary)
-        analysis = judge(base if holdback else None, cand, config, stages=stages(spec), final=final,
-                         waited_s=now - since)
-        evidence = analysis.to_dict() | {
-            "kind": kind,
-            "final": final,
-            "window": {"since": since, "until": now},
-            "baseline": {"version": stage.baseline, "requests": base.requests, "errors": base.errors,
-                         "labelled": base.labelled + base.abs_error.n, "rewards": base.reward.n},
-            "canary": {"version": stage.canary, "requests": cand.requests, "errors": cand.errors,
-                       "labelled": cand.labelled + cand.abs_error.n, "rewards": cand.reward.n},
-        }
-        return Look(analysis, evidence)
+
+def judge_stage(stage: StageEvidence, kind: str, spec: RolloutSpec, since: float, final: bool,
+                now: float) -> Look:
+    """Judge a stage's evidence as the controller does ("canary" or "watch")."""
+    holdback = kind == "canary" or spec.watch.holdback > 0
+    config = canary_config(spec) if kind == "canary" else watch_config(spec)
+    base, cand = stage.arm(stage.baseline), stage.arm(stage.canary)
+    analysis = judge(base if holdback else None, cand, config, stages=stages(spec), final=final,
+                     waited_s=now - since)
+    evidence = analysis.to_dict() | {
+        "kind": kind,
+        "final": final,
+        "window": {"since": since, "until": now},
+        "baseline": {"version": stage.baseline, "requests": base.requests, "errors": base.errors,
+                     "labelled": base.labelled + base.abs_error.n, "rewards": base.reward.n},
+        "canary": {"version": stage.canary, "requests": cand.requests, "errors": cand.errors,
+                   "labelled": cand.labelled + cand.abs_error.n, "rewards": cand.reward.n},
+    }
+    return Look(analysis, evidence)
+
+
+def look_fields(active_canary: bool, look: Look | None) -> dict[str, Any]:
+    """The Observation fields a look gives `decide` (the reconciler's and the simulation's)."""
+    verdict = look.analysis.outcome if look is not None else None
+    return {
+        "canary_verdict": verdict if active_canary else None,
+        "watch_verdict": None if active_canary else verdict,
+        "canary_enough": look.analysis.enough if look is not None else True,
+        "canary_reason": summary(look.analysis) if look is not None else "",
+    }

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from changeover.control.canary_analysis import Look, StageLooks, summary
+from changeover.control.canary_analysis import Look, StageLooks, look_fields
 from changeover.control.shadow_analysis import shadow_verdict
 from changeover.domain.policy import DEFAULT_STICKY_KEY, Override, Shadow, TrafficPolicy
 from changeover.domain.rollout import (
@@ -80,17 +80,13 @@ class RolloutReconciler:
             look = self.looks.look(rid, "canary", spec, champion, candidate, began, final=final, now=now)
         elif active is Phase.WATCHING:
             look = self.looks.look(rid, "watch", spec, champion, candidate, since, final=False, now=now)
-        verdict = look.analysis.outcome if look is not None else None
         obs = Observation(
             gate=analysis_outcome(self.store, f"gate:{rid}"),
             shadow_requests=shadow_store.pair_count(self.store, spec.model, candidate, since)
             if status.phase is Phase.SHADOWING else 0,
             shadow_verdict=analysis_outcome(self.store, f"shadow:{rid}:{n}"),
-            canary_verdict=verdict if active is Phase.PROGRESSING else None,
-            watch_verdict=verdict if active is Phase.WATCHING else None,
             command=row["command"],
-            canary_enough=look.analysis.enough if look is not None else True,
-            canary_reason=summary(look.analysis) if look is not None else "",
+            **look_fields(active is Phase.PROGRESSING, look),
         )
         return obs, look
 

@@ -141,8 +141,10 @@ class StageEvidence:
             if key in self.windows_seen or version not in (self.baseline, self.canary):
                 continue
             self.windows_seen.add(key)
+            latencies, predictions = row.get("latencies"), row.get("predictions")
             self.arm(version).add_window(int(row["requests"]), int(row["errors"]),
-                                         row.get("latencies") or [], row.get("predictions") or [])
+                                         [] if latencies is None else latencies,
+                                         [] if predictions is None else predictions)
             added += 1
         return added
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -140,7 +140,7 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: non-finite figures become None."""
-        out = asdict(self)
+        out = dict(self.__dict__)
         for key in ("estimate", "low", "high", "required", "tolerance"):
             out[key] = _finite(out[key])
         return out

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
-from scipy.special import betaln
 
 __all__ = [
     "CONCENTRATION",
@@ -99,9 +98,13 @@ class LatencyHistogram:
         return self._value_at(p, "mid")
 
 
+def _betaln(x: float, y: float) -> float:
+    return math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+
+
 def _log_mixture(s: float, t: float, p: float, c: float) -> float:
     a, b = c * p, c * (1.0 - p)
-    return float(betaln(a + s, b + t - s) - betaln(a, b) - s * math.log(p) - (t - s) * math.log1p(-p))
+    return _betaln(a + s, b + t - s) - _betaln(a, b) - s * math.log(p) - (t - s) * math.log1p(-p)
 
 
 def count_bounds(t: float, p: float, alpha: float, concentration: float = CONCENTRATION) -> tuple[float, float]:
@@ -116,9 +119,10 @@ def count_bounds(t: float, p: float, alpha: float, concentration: float = CONCEN
     def excess(s: float) -> float:
         return _log_mixture(s, t, p, concentration) - threshold
 
-    low = 0.0 if excess(0.0) < 0 else brentq(excess, 0.0, centre)
-    high = t if excess(t) < 0 else brentq(excess, centre, t)
-    return low, high
+    # a twentieth of an observation is precision enough: the bounds are read off bins
+    low = 0.0 if excess(0.0) < 0 else brentq(excess, 0.0, centre, xtol=0.05)
+    high = t if excess(t) < 0 else brentq(excess, centre, t, xtol=0.05)
+    return max(0.0, low - 0.05), min(t, high + 0.05)
 
 
 @dataclass(frozen=True)

@@ -231,8 +231,13 @@ def required_samples(var_t: float, var_c: float, ratio: float, tolerance: float,
     if not 0.0 < power < 1.0:
         raise ValueError(f"power must lie in (0, 1), got {power}")
     per = var_t + (var_c / ratio if ratio > 0 else var_c)
-    z = planned_boundary(alpha) + float(norm.ppf(power))
+    z = _planned(alpha, power)
     return per * (z / tolerance) ** 2
+
+
+@lru_cache(maxsize=64)
+def _planned(alpha: float, power: float) -> float:
+    return planned_boundary(alpha) + float(norm.ppf(power))
 
 
 def fixed_horizon_samples(var_t: float, var_c: float, ratio: float, effect: float, alpha: float,

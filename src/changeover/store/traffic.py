@@ -125,3 +125,18 @@ def feedback_since(store: Store, model: str, versions: tuple[int, ...], *, serve
     )
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q).all()]
+
+
+def recent_traffic(store: Store, model: str, version: int, *, seconds: float = 3600.0,
+                   now: float | None = None) -> dict[str, Any]:
+    """A version's traffic over the last `seconds`: requests per second, error rate, and up to
+    20,000 of its sampled latencies (what a rollout plan is estimated from)."""
+    now = time.time() if now is None else now
+    rows = metric_windows(store, model, version, since=now - seconds, until=now)
+    requests = sum(int(r["requests"]) for r in rows)
+    errors = sum(int(r["errors"]) for r in rows)
+    span = (max(r["end"] for r in rows) - min(r["start"] for r in rows)) if rows else 0.0
+    latencies = [x for r in rows for x in (r["latencies"] or [])][-20_000:]
+    return {"requests": requests, "errors": errors, "seconds": span,
+            "rate": requests / span if span > 0 else 0.0,
+            "error_rate": errors / requests if requests else 0.0, "latencies": latencies}

@@ -1,0 +1,122 @@
+"""How long a rollout will take: the samples each criterion needs before a pass, at today's
+traffic. Pure; `apply` prints it before any traffic moves, so an operator sees at once that,
+say, a 0.2-point tolerance at 1 req/s means days at the first step.
+
+The canary's evidence runs from its first step to its last (nested looks), so the first step
+waits for the samples a pass needs, at the first step's weight; later steps mostly bake.
+Each figure is the canary samples at which an equal candidate's always-valid interval falls
+below the tolerance with the spec's power (`sequential.required_samples`), with the champion's
+recent figures standing in for the variances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.stats import norm
+
+from changeover.domain.criteria import canary_config, stages
+from changeover.domain.sequential import planned_boundary, required_samples
+from changeover.domain.spec import RolloutSpec, format_duration
+
+__all__ = ["Need", "Traffic", "describe", "needs", "rough"]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The champion's recent traffic: requests per second, error rate, a latency sample, the
+    share of requests that get a label or a reward, and its accuracy (None: not known)."""
+
+    rate: float
+    error_rate: float
+    latencies_ms: ArrayLike = ()
+    label_share: float | None = None
+    accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class Need:
+    criterion: str
+    samples: float  # canary samples (requests, labels or latencies) a pass needs
+    seconds: float  # at the first step's weight and today's rate (inf: never at this rate)
+
+    def __str__(self) -> str:
+        when = "never at this rate" if not math.isfinite(self.seconds) else f"≈ {rough(self.seconds)}"
+        return f"{self.criterion} needs ~{self.samples:,.0f} canary samples {when}"
+
+
+def rough(seconds: float) -> str:
+    """A duration to the minute (to the hour past a day): an estimate, not a timer."""
+    unit = 3600.0 if seconds >= 86400 else 60.0 if seconds >= 3600 else 1.0
+    return format_duration(max(unit, round(seconds / unit) * unit))
+
+
+def _latency_samples(latencies: ArrayLike, max_ratio: float, alpha: float, power: float) -> float:
+    """Canary latencies for the p99 ratio: var(log q̂) ≈ p(1 − p)/(n (f(q)·q)²), f read off
+    the champion's sample; the arms' two intervals each take half the error."""
+    x = np.asarray(latencies, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 200:
+        return math.nan
+    lo, q, hi = np.quantile(x, [0.985, 0.99, 0.995])
+    if hi <= lo or q <= 0:
+        return math.nan
+    density = 0.01 / (hi - lo)
+    z = planned_boundary(alpha / 2.0) + float(norm.ppf(power))
+    return (z / math.log(max_ratio)) ** 2 * 0.99 * 0.01 / (density * q) ** 2
+
+
+def needs(spec: RolloutSpec, traffic: Traffic) -> list[Need]:
+    """What each criterion needs before the first step can pass."""
+    if spec.canary is None:
+        return []
+    config = canary_config(spec)
+    weight = spec.canary.steps[0] / 100.0
+    ratio = (1.0 - weight) / weight
+    canary_rate = traffic.rate * weight
+    out: list[Need] = []
+    for crit in config.criteria:
+        alpha = crit.alpha / stages(spec)
+        if crit.name == "error_rate":
+            p = min(max(traffic.error_rate, 0.001), 0.5)
+            n = required_samples(p * (1 - p), p * (1 - p), ratio, crit.tolerance or 0.0, alpha, config.power)
+            rate = canary_rate
+        elif crit.name == "label_accuracy":
+            a = traffic.accuracy if traffic.accuracy is not None else 0.5
+            var = max(a * (1 - a), 0.01)
+            n = required_samples(var, var, ratio, crit.tolerance or 0.0, alpha, config.power)
+            rate = canary_rate * (traffic.label_share if traffic.label_share is not None else 1.0)
+        elif crit.name == "latency_p99_ms":
+            n = _latency_samples(traffic.latencies_ms, crit.tolerance or 1.2, alpha, config.power)
+            rate = canary_rate
+        else:
+            continue  # mae, rmse, reward: their variances are known only once labels arrive
+        if not math.isfinite(n):
+            continue
+        n = max(n, float(config.min_requests))
+        seconds = n / rate if rate > 0 else math.inf
+        out.append(Need(crit.name, n, max(seconds, spec.canary.bake)))
+    return out
+
+
+def describe(spec: RolloutSpec, traffic: Traffic) -> list[str]:
+    """The plan in words, one line per criterion, and the first step's expected length."""
+    if spec.canary is None:
+        return []
+    found = needs(spec, traffic)
+    head = (f"at {traffic.rate:.3g} req/s, step 1 ({spec.canary.steps[0]:g}%) sees "
+            f"{traffic.rate * spec.canary.steps[0] / 100:.3g} req/s on the candidate")
+    lines = [head] + [f"  {need}" for need in found]
+    if found:
+        longest = max(n.seconds for n in found)
+        bake = spec.canary.bake
+        if math.isfinite(longest) and longest > bake:
+            lines.append(f"  step 1 bakes {format_duration(bake)} and then waits about "
+                         f"{rough(longest - bake)} more for these samples; "
+                         "widen a tolerance or start at a larger step to go faster")
+        elif not math.isfinite(longest):
+            lines.append("  no traffic: the first step will wait until requests come")
+    return lines

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from changeover.domain.plan import Traffic, describe, needs, rough
+from changeover.domain.sequential import required_samples
+from changeover.domain.spec import parse_spec
+
+
+def test_the_first_step_needs_follow_from_tolerance_alpha_and_power() -> None:
+    spec = parse_spec({"model": "m", "candidate": "2", "canary": {"judge": {"latency_p99_ms": None}}})
+    (error,) = needs(spec, Traffic(rate=1.0, error_rate=0.01))
+    # alpha 0.05 spent over the canary and the watch: 0.025; 1:99 arms at the 1% step
+    expected = required_samples(0.0099, 0.0099, 99.0, 0.002, 0.025, 0.8)
+    assert error.criterion == "error_rate" and error.samples == expected
+    assert error.seconds == expected / 0.01  # 1 req/s, 1% of it on the candidate
+    text = "\n".join(describe(spec, Traffic(rate=1.0, error_rate=0.01)))
+    assert "at 1 req/s, step 1 (1%)" in text and f"~{expected:,.0f} canary samples" in text
+    assert "widen a tolerance or start at a larger step" in text
+
+
+def test_a_wider_tolerance_needs_fewer_samples_and_latency_is_estimated_from_the_champion() -> None:
+    rng = np.random.default_rng(0)
+    lat = rng.lognormal(np.log(80.0), 0.5, 20_000)
+    tight = parse_spec({"model": "m", "candidate": "2", "canary": {}})
+    wide = parse_spec({"model": "m", "candidate": "2", "canary": {"judge": {
+        "error_rate": {"max_increase": 0.02}, "latency_p99_ms": {"max_ratio": 2.0}}}})
+    a = {n.criterion: n.samples for n in needs(tight, Traffic(500.0, 0.01, lat))}
+    b = {n.criterion: n.samples for n in needs(wide, Traffic(500.0, 0.01, lat))}
+    assert set(a) == {"error_rate", "latency_p99_ms"}
+    assert b["error_rate"] < a["error_rate"] / 50 and b["latency_p99_ms"] < a["latency_p99_ms"] / 10
+
+
+def test_no_traffic_is_said() -> None:
+    spec = parse_spec({"model": "m", "candidate": "2", "canary": {"judge": {"latency_p99_ms": None}}})
+    (need,) = needs(spec, Traffic(rate=0.0, error_rate=0.0))
+    assert not math.isfinite(need.seconds) and "never at this rate" in str(need)
+    assert any("no traffic" in line for line in describe(spec, Traffic(rate=0.0, error_rate=0.0)))
+
+
+def test_rough_durations() -> None:
+    assert rough(42.4) == "42s" and rough(3 * 3600 + 125) == "3h2m" and rough(2 * 86400 + 5000) == "2d1h"
