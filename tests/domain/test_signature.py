@@ -150,6 +150,39 @@ def test_signatures_round_trip_through_dicts() -> None:
     assert sig.input("w") is not None and sig.input("nope") is None
 
 
+# a signature stored before tasks and roles existed
+OLD = {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [-1]}],
+       "outputs": [{"name": "items", "datatype": "INT64", "shape": [-1, 10]}]}
+
+
+def test_a_signature_stored_without_task_or_roles_loads_and_stores_unchanged() -> None:
+    sig = Signature.from_dict(OLD)
+    assert sig.task is None and all(t.role is None for t in sig.outputs)
+    assert sig.to_dict() == OLD  # no new keys for an old signature
+    assert sig.output_roles() == {"items": "ranking"}  # inferred
+    assert sig.inferred_task() == "ranking"
+
+
+def test_task_and_roles_round_trip_through_dicts() -> None:
+    data = {"inputs": OLD["inputs"], "task": "ranking",
+            "outputs": [{"name": "top", "datatype": "BYTES", "shape": [-1, 10], "role": "ranking"},
+                        {"name": "s", "datatype": "FP32", "shape": [-1, 10], "role": "scores"}]}
+    sig = Signature.from_dict(data)
+    assert sig.task == "ranking" and [t.role for t in sig.outputs] == ["ranking", "scores"]
+    assert sig.to_dict() == data
+    assert Signature.from_dict(sig.to_dict()) == sig
+    assert sig.output_with_role("scores") == sig.outputs[1] and sig.output_with_role("label") is None
+
+
+def test_roles_are_read_from_protocol_metadata_parameters() -> None:
+    # another server's `GET /v2/models/{m}` (the remote runtime reads it): role and task are parameters there
+    meta = {"name": "recs", "inputs": OLD["inputs"], "parameters": {"task": "ranking"},
+            "outputs": [{"name": "top", "datatype": "INT64", "shape": [-1, 10], "parameters": {"role": "ranking"}},
+                        {"name": "extra", "datatype": "FP32", "shape": [-1], "parameters": {"content_type": "np"}}]}
+    sig = Signature.from_dict(meta)
+    assert sig.task == "ranking" and [t.role for t in sig.outputs] == ["ranking", None]
+
+
 @pytest.mark.parametrize("datatype", sorted(NUMPY_BY_DATATYPE))
 def test_sample_inputs_fit_the_signature(datatype: str) -> None:
     sig = Signature(inputs=(TensorSpec("x", datatype, (-1, 3, -1)), TensorSpec("opt", "FP32", (-1,), optional=True)))

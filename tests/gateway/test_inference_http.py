@@ -166,10 +166,11 @@ def test_model_metadata(env: Env) -> None:
         "versions": ["1"],
         "platform": "changeover/skops",
         "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, 30]}],
-        "outputs": [
-            {"name": "label", "datatype": "INT64", "shape": [-1]},
-            {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2]},
+        "outputs": [  # roles (inferred here) are tensor parameters: the protocol's metadata has no field for them
+            {"name": "label", "datatype": "INT64", "shape": [-1], "parameters": {"role": "label"}},
+            {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2], "parameters": {"role": "probabilities"}},
         ],
+        "parameters": {"task": "classification"},
     }
     v2 = env.http.get("/v2/models/cancer/versions/2").json()
     assert v2["versions"] == ["2"] and v2["inputs"] == meta.json()["inputs"]

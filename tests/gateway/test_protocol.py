@@ -212,5 +212,19 @@ def test_model_metadata_follows_the_spec() -> None:
         "versions": ["3"],
         "platform": "changeover/onnx",
         "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
-        "outputs": [{"name": "y", "datatype": "INT64", "shape": [-1]}],
+        # the protocol's tensor metadata is name, datatype, shape: role and task are parameters
+        "outputs": [{"name": "y", "datatype": "INT64", "shape": [-1], "parameters": {"role": "prediction"}}],
+        "parameters": {"task": "regression"},
     }
+    ranker = Signature(inputs=(TensorSpec("user_id", "INT64", (-1,)),), task="ranking",
+                       outputs=(TensorSpec("top", "INT64", (-1, 10), role="ranking"), TensorSpec("scores", "FP32", (-1, 10)),
+                                TensorSpec("debug", "BYTES", (-1,))))
+    meta = protocol.model_metadata("recs", 1, ranker, "changeover/python")
+    assert meta["outputs"] == [
+        {"name": "top", "datatype": "INT64", "shape": [-1, 10], "parameters": {"role": "ranking"}},
+        {"name": "scores", "datatype": "FP32", "shape": [-1, 10], "parameters": {"role": "scores"}},
+        {"name": "debug", "datatype": "BYTES", "shape": [-1]},
+    ]
+    assert meta["parameters"] == {"task": "ranking"}
+    back = Signature.from_dict(meta)  # the remote runtime reads it back
+    assert back.task == "ranking" and back.output_roles() == ranker.output_roles()

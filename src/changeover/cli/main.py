@@ -103,14 +103,16 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (a
         print_json(data)
         return
     versions = [data] if version else data["versions"]
-    table = Table("version", "runtime", "sha256", "aliases", "labels", "inputs", "outputs", "created", "gate")
+    table = Table("version", "runtime", "task", "sha256", "aliases", "labels", "inputs", "outputs", "created", "gate")
     for v in versions:
         sig = v["signature"]
+        roles = v.get("roles") or {}
         table.add_row(
-            str(v["version"]), v["runtime"] + (" (trusted)" if v.get("trusted") else ""), v["sha256"][:12],
-            ", ".join(v.get("aliases", [])), ", ".join(f"{k}={x}" for k, x in v["labels"].items()),
+            str(v["version"]), v["runtime"] + (" (trusted)" if v.get("trusted") else ""), v.get("task") or "-",
+            v["sha256"][:12], ", ".join(v.get("aliases", [])), ", ".join(f"{k}={x}" for k, x in v["labels"].items()),
             "; ".join(f"{t['name']} {t['datatype']} {t['shape']}" for t in sig["inputs"]),
-            "; ".join(f"{t['name']} {t['datatype']} {t['shape']}" for t in sig["outputs"]),
+            "; ".join(f"{t['name']} {t['datatype']} {t['shape']}" + (f" ({roles[t['name']]})" if roles.get(t["name"]) else "")
+                      for t in sig["outputs"]),
             when(v["created_at"]), (v.get("gate") or {}).get("verdict", "-"),
         )
     console.print(table)

@@ -15,6 +15,12 @@ change. Everything else is refused with a 422: a narrowing (FP64 data for an FP3
 would be rounded), a change of kind (integers for a float input, floats for an integer one: a
 cast is lossy for some values, and may change what a number means, a category code read as a
 magnitude), and any change to or from BOOL or BYTES.
+
+A signature may also say what its answer is: a ``task`` and a ``role`` per output (a ranking
+of item ids, its scores, a label, probabilities, a prediction). `domain.roles` holds the roles,
+the rule that infers them when they are not declared, and the checks; a signature that declares
+a role its tensor cannot hold is refused when it is built. Both are optional, and left out of
+`Signature.to_dict` when absent: signatures stored before they existed load unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from changeover.domain import roles as _roles
 from changeover.errors import InvalidInput
 
 NUMPY_BY_DATATYPE: dict[str, Any] = {
@@ -75,12 +82,32 @@ def datatype_of(array: np.ndarray) -> str:
     raise ValueError(f"no protocol datatype for NumPy dtype {kind}")
 
 
+def _role_of(data: Mapping[str, Any]) -> str | None:
+    """A tensor's declared role: ``role`` (model.yaml, stored signatures), or the ``role``
+    parameter of protocol metadata (another server's, read by the remote runtime)."""
+    if data.get("role") is not None:
+        return str(data["role"])
+    params = data.get("parameters")
+    role = params.get("role") if isinstance(params, Mapping) else None
+    return role if role in _roles.ROLES else None
+
+
+def _task_of(data: Mapping[str, Any]) -> str | None:
+    if data.get("task") is not None:
+        return str(data["task"])
+    params = data.get("parameters")
+    task = params.get("task") if isinstance(params, Mapping) else None
+    return task if task in _roles.TASKS else None
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
     optional: bool = False
+    role: str | None = None
+    """Outputs only: what the tensor holds (`domain.roles.ROLES`); None: inferred."""
 
     def __post_init__(self) -> None:
         if self.datatype not in DATATYPES:
@@ -90,6 +117,8 @@ class TensorSpec:
         out: dict[str, Any] = {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
         if self.optional:
             out["optional"] = True
+        if self.role is not None:
+            out["role"] = self.role
         return out
 
     @classmethod
@@ -99,6 +128,7 @@ class TensorSpec:
             datatype=str(data["datatype"]).upper(),
             shape=tuple(int(d) for d in data.get("shape", [-1])),
             optional=bool(data.get("optional", False)),
+            role=_role_of(data),
         )
 
     def shape_matches(self, shape: Iterable[int]) -> bool:
@@ -130,6 +160,14 @@ class Signature:
     outputs: tuple[TensorSpec, ...] = field(default_factory=tuple)
     features: tuple[str, ...] = ()
     """Column names of a single 2-D input's second axis, when the model knows them."""
+    task: str | None = None
+    """ranking, classification or regression, when declared; `task_of` infers it otherwise."""
+
+    def __post_init__(self) -> None:
+        problems = [f"input {t.name!r}: roles are for outputs" for t in self.inputs if t.role is not None]
+        problems += _roles.role_problems(self.outputs, self.task)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -138,6 +176,8 @@ class Signature:
         }
         if self.features:
             out["features"] = list(self.features)
+        if self.task is not None:
+            out["task"] = self.task
         return out
 
     @classmethod
@@ -146,7 +186,21 @@ class Signature:
             inputs=tuple(TensorSpec.from_dict(t) for t in data.get("inputs", [])),
             outputs=tuple(TensorSpec.from_dict(t) for t in data.get("outputs", [])),
             features=tuple(str(f) for f in data.get("features", ())),
+            task=_task_of(data),
         )
+
+    def output_roles(self) -> dict[str, str | None]:
+        """Output name → role, declared or inferred (`domain.roles.output_roles`)."""
+        return _roles.output_roles(self.outputs)
+
+    def output_with_role(self, role: str) -> TensorSpec | None:
+        """The output that holds ``role``, declared or inferred; None when none does."""
+        name = _roles.tensor_with_role(self.outputs, role)
+        return next((t for t in self.outputs if t.name == name), None) if name else None
+
+    def inferred_task(self) -> str | None:
+        """The declared task, else the one the output roles make (`domain.roles.task_of`)."""
+        return _roles.task_of(self.outputs, self.task)
 
     def input(self, name: str) -> TensorSpec | None:
         return next((t for t in self.inputs if t.name == name), None)

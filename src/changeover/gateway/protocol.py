@@ -168,10 +168,24 @@ def encode_v1_predictions(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 
 def model_metadata(model: str, version: int, signature: Signature, platform: str) -> dict[str, Any]:
-    return {
+    """The protocol's model metadata. Its tensor metadata has name, datatype and shape only, so
+    an output's role (declared or inferred, `domain.roles`) is a ``parameters`` entry of the
+    tensor, and the task one of the model."""
+    roles = signature.output_roles()
+    outputs = []
+    for t in signature.outputs:
+        out = {k: v for k, v in t.to_dict().items() if k != "role"}
+        if roles.get(t.name):
+            out["parameters"] = {"role": roles[t.name]}
+        outputs.append(out)
+    meta: dict[str, Any] = {
         "name": model,
         "versions": [str(version)],
         "platform": platform,
         "inputs": [t.to_dict() for t in signature.inputs],
-        "outputs": [t.to_dict() for t in signature.outputs],
+        "outputs": outputs,
     }
+    task = signature.inferred_task()
+    if task is not None:
+        meta["parameters"] = {"task": task}
+    return meta

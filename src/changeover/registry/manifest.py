@@ -9,12 +9,13 @@ from typing import Any
 
 import yaml
 
+from changeover.domain.roles import TASKS
 from changeover.domain.signature import Signature, TensorSpec
 from changeover.errors import ArtifactError
 
 MANIFEST = "model.yaml"
-KNOWN_KEYS = {"runtime", "predictor", "artifact", "inputs", "outputs", "features", "url", "remote_model", "deployment",
-              "inner_runtime"}
+KNOWN_KEYS = {"runtime", "predictor", "artifact", "inputs", "outputs", "features", "task", "url", "remote_model",
+              "deployment", "inner_runtime"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Manifest:
     predictor: str | None = None
     artifact: str | None = None
     signature: Signature | None = None
+    task: str | None = None  # also when the signature comes from the artifact (no inputs here)
     extra: dict[str, Any] = field(default_factory=dict)  # runtime-specific: url, remote_model, deployment
 
 
@@ -49,12 +51,16 @@ def read_manifest(artifact: Path) -> Manifest:
     if unknown:
         raise ArtifactError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(KNOWN_KEYS)}")
     signature = None
+    task = data.get("task")
+    if task is not None and task not in TASKS:
+        raise ArtifactError(f"{path}: task {task!r} is not one of {', '.join(TASKS)}")
     if "inputs" in data:
         try:
             signature = Signature(
                 inputs=tuple(TensorSpec.from_dict(x) for x in data["inputs"]),
                 outputs=tuple(TensorSpec.from_dict(x) for x in data.get("outputs", [])),
                 features=tuple(str(f) for f in data.get("features", ())),
+                task=task,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: bad inputs/outputs ({exc})") from exc
@@ -64,6 +70,7 @@ def read_manifest(artifact: Path) -> Manifest:
         predictor=data.get("predictor"),
         artifact=data.get("artifact"),
         signature=signature,
+        task=task,
         extra=extra,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from changeover.domain.signature import Signature
@@ -84,6 +85,11 @@ class Registry:
                                     f"{type(exc).__name__}: {exc}") from exc
             signature: Signature = manifest.signature or model.signature
             model.close()
+            if manifest.task is not None and signature.task != manifest.task:
+                try:  # model.yaml may say the task of an artifact that carries its own signature
+                    signature = replace(signature, task=manifest.task)
+                except ValueError as exc:
+                    raise ArtifactError(f"{path.name}: {exc}") from exc
         except ArtifactError as exc:
             self.store.add_event("refused", f"push of {path.name} as {name} refused: {exc}", model=name, actor=actor,
                                  evidence={"model": name, "path": str(path.name), "reason": str(exc)})

@@ -44,6 +44,8 @@ class VersionRecord:
             "sha256": self.sha256,
             "runtime": self.runtime,
             "signature": self.signature.to_dict(),
+            "task": self.signature.inferred_task(),  # declared, else inferred from the output roles
+            "roles": self.signature.output_roles(),
             "labels": dict(self.labels),
             "trusted": self.trusted,
             "source": self.source,
