@@ -161,6 +161,7 @@ class Requirement(_Model):
     not_worse_than: Text | None = None
     better_than: Text | None = None
     margin: float | None = Field(default=None, ge=0)
+    per_segment: bool | None = None  # gate only: every check also binds each segment of gate.segment
 
     @model_validator(mode="after")
     def _one_bound(self) -> Requirement:
@@ -185,6 +186,7 @@ class GateSpec(_Model):
     query_column: Text | None = None
     ks: list[Annotated[int, Field(gt=0)]] = Field(default=[5, 10], min_length=1)
     require: dict[str, Requirement] = {}
+    segment: Text | None = None  # a column of the data: every metric broken down by its values
 
 
 class ShadowUntil(_Model):
