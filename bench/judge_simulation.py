@@ -291,9 +291,10 @@ def main() -> None:
             med_h = float(np.median([r.hours for r in results]))
             catch = f"{np.median([r.canary_requests for r in back]):,.0f}" if back and s.bad else "–"
             failed = f"{np.median([r.canary_errors for r in back]):,.0f}" if back and s.bad else "–"
-            table.add_row(s.name, str(n), share(len(back), n), share(promoted, n), share(stuck, n), f"{med_h:.1f}",
-                          catch, failed, fixed_horizon(s) if s.bad else "–")
-            console.print(f"  {s.name}: done ({time.monotonic() - started:.0f} s)")
+            row = (s.name, str(n), share(len(back), n), share(promoted, n), share(stuck, n), f"{med_h:.1f}",
+                   catch, failed, fixed_horizon(s) if s.bad else "–")
+            table.add_row(*row)
+            console.print(f"  {' | '.join(row)}  ({time.monotonic() - started:.0f} s)")
     console.print(table)
     console.print("Targets: A/A rolled back <= 5% and stuck <= 5% in every scenario; a bad candidate "
                   "rolled back >= 95%, stuck <= 5%.")

@@ -75,23 +75,24 @@ def test_preference_interval_by_hand() -> None:
     # 240 b-wins, 160 a-wins, 25 ties: share_b = 0.6, estimate 0.1 over n = 400 decided.
     # var = 1/4, V = 0.25/400 = 6.25e-4; two mixtures, each at alpha/2 = 0.025, so the
     # boundary's −2·ln(0.025/2) = 8.764053.
-    #   planned, n_plan = 400: τ = 0.25/400 = 6.25e-4 = V; (V+τ)/τ = 2, −ln(V/(V+τ)) = 0.693147
-    #     Z* = sqrt(2 · 9.457200) = 4.349069, half-width 4.349069 · 0.025 = 0.108727
-    #   early, 10 samples: τ = 0.25/10 = 0.025; (V+τ)/τ = 1.025, −ln(V/(V+τ)) = 3.713572
-    #     Z* = sqrt(1.025 · 12.477625) = 3.576250, half-width 0.089406
-    #   the tighter one: 0.1 ± 0.089406 = [0.010594, 0.189406]
+    #   planned, n_plan = 400: τ = 12·V = 7.5e-3 (PLAN_RATIO); (V+τ)/τ = 13/12 = 1.083333,
+    #     −ln(V/(V+τ)) = ln 13 = 2.564949; Z* = sqrt(1.083333 · 11.329002) = 3.503296,
+    #     half-width 3.503296 · 0.025 = 0.087582
+    #   early, 10 samples: τ = 12 · 0.25/10 = 0.3; (V+τ)/τ = 1.002083, −ln(V/(V+τ)) = ln 481
+    #     = 6.175867; Z* = sqrt(1.002083 · 14.939920) = 3.869244, half-width 0.096731
+    #   the tighter one: 0.1 ± 0.087582 = [0.012418, 0.187582]
     pref = Preference(wins_a=160, wins_b=240, ties=25)
     got = preference_interval(pref, ALPHA, 400)
     assert got.estimate == pytest.approx(0.1)
-    assert got.low == pytest.approx(0.010594, abs=1e-6)
-    assert got.high == pytest.approx(0.189406, abs=1e-6)
+    assert got.low == pytest.approx(0.012418, abs=1e-6)
+    assert got.high == pytest.approx(0.187582, abs=1e-6)
     want = mean_interval(0.1, 0.25, 400, ALPHA, 400)
     assert (got.low, got.high) == pytest.approx((want.low, want.high))
-    # the judge turns it into harm = 0.5 − share_b = −0.1 in [−0.189406, −0.010594]
+    # the judge turns it into harm = 0.5 − share_b = −0.1 in [−0.187582, −0.012418]
     check = judge_preference(pref, 0.0, ALPHA, n_plan=400)
-    assert (check.estimate, check.low, check.high) == pytest.approx((-0.1, -0.189406, -0.010594), abs=1e-6)
+    assert (check.estimate, check.low, check.high) == pytest.approx((-0.1, -0.187582, -0.012418), abs=1e-6)
     assert check.outcome == PASS  # confidently better: even tolerance 0 passes
-    # with the sides swapped it is a detection: harm +0.1 in [0.010594, 0.189406] > 0
+    # with the sides swapped it is a detection: harm +0.1 in [0.012418, 0.187582] > 0
     assert judge_preference(Preference(240, 160, 25), 0.0, ALPHA, n_plan=400).outcome == FAIL
 
 

@@ -34,6 +34,7 @@ from scipy.stats import norm
 __all__ = [
     "EARLY_SAMPLES",
     "Interval",
+    "PLAN_RATIO",
     "boundary",
     "difference_interval",
     "fixed_horizon_samples",
@@ -168,14 +169,20 @@ def proportion_interval(
 
 # -- the judge's intervals: two mixtures, planned samples, one-sample guards --------------------
 #
-# One mixing variance is tuned for one effect size: τ fixed at the variance of the planned
-# sample (small effects, the tolerance) makes a 100%-errors canary wait hundreds of requests
-# before its interval leaves zero. The judge therefore intersects two always-valid intervals,
-# each at alpha/2: one tuned at the planned sample (power near the tolerance), one at
-# EARLY_SAMPLES (a gross failure is caught after a window or two). The intersection of two
-# confidence sequences, each valid at alpha/2, is valid at alpha.
+# One mixing variance is tuned for one effect size: τ fixed for the planned sample (small
+# effects, the tolerance) makes a 100%-errors canary wait hundreds of requests before its
+# interval leaves zero. The judge therefore intersects two always-valid intervals, each at
+# alpha/2: one tuned for the planned sample (power near the tolerance), one for EARLY_SAMPLES
+# (a gross failure is caught after a window or two). The intersection of two confidence
+# sequences, each valid at alpha/2, is valid at alpha.
+#
+# "Tuned for n" is not τ = V(n): the half-width multiplier at a look with x = τ/V,
+# sqrt((1 + 1/x)·(−2·ln(α/2) − ln(1/(1 + x)))), is smallest near x = 12 at the judge's levels
+# (3.71 at α = 0.0125 against 4.63 at x = 1), so τ is PLAN_RATIO × V at the planned sample:
+# about 1.6 times fewer samples for the same interval there.
 
 EARLY_SAMPLES = 10
+PLAN_RATIO = 12.0  # τ = PLAN_RATIO × V at the planned sample: the tightest interval there
 
 
 def planned_tau(v_now: float, n_now: float, n_plan: float) -> float:
@@ -193,7 +200,7 @@ def two_mixture_interval(estimate: float, v: float, n_now: float, n_plan: float,
     if v <= 0.0:
         return Interval(estimate, estimate, estimate)
     half = math.inf
-    for plan in (max(n_plan, 1.0), float(EARLY_SAMPLES)):
+    for plan in (max(n_plan, 1.0) / PLAN_RATIO, float(EARLY_SAMPLES) / PLAN_RATIO):
         tau = planned_tau(v, n_now, plan)
         half = min(half, boundary(v, tau, alpha / 2.0) * math.sqrt(v))
     return Interval(estimate, estimate - half, estimate + half)
@@ -216,9 +223,9 @@ def mean_interval(mean: float, var: float, n: int, alpha: float, n_plan: float) 
 
 
 def planned_boundary(alpha: float) -> float:
-    """Z* at the planned sample (V = τ) for the half-alpha mixture: the multiplier of the
-    standard error that a pass needs there."""
-    return boundary(1.0, 1.0, alpha / 2.0)
+    """Z* at the planned sample (τ = PLAN_RATIO × V) for the half-alpha mixture: the
+    multiplier of the standard error that a pass needs there."""
+    return boundary(1.0, PLAN_RATIO, alpha / 2.0)
 
 
 def required_samples(var_t: float, var_c: float, ratio: float, tolerance: float, alpha: float,
