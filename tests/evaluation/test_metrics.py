@@ -37,6 +37,8 @@ from changeover.evaluation.metrics import (
         ("precision_at_3", True),
         ("recall_at_7", True),
         ("map_at_5", True),
+        ("hit_rate_at_10", True),
+        ("coverage_at_10", True),
         ("mrr", True),
         ("latency_p50_ms", False),
         ("latency_p99_ms", False),
@@ -58,7 +60,7 @@ def test_unknown_metric_names(name: str) -> None:
 def test_metric_names_per_task() -> None:
     assert metric_names("regression", with_latency=False) == ["rmse", "mae", "r2", "mape"]
     ranking = metric_names("ranking", ks=(3,), with_latency=False)
-    assert ranking == ["precision_at_3", "recall_at_3", "ndcg_at_3", "map_at_3", "mrr"]
+    assert ranking == ["precision_at_3", "recall_at_3", "ndcg_at_3", "map_at_3", "hit_rate_at_3", "coverage_at_3", "mrr"]
     cls = metric_names("classification", with_proba=False)
     assert "roc_auc" not in cls and set(LATENCY_METRICS) <= set(cls)
     with pytest.raises(ValueError, match="unknown task"):

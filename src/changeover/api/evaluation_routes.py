@@ -70,6 +70,9 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
         filename: Annotated[str, Query(description="The data file's name (.csv or .parquet)")],
         target: str = "label", against: str | None = "champion", query_column: str | None = None,
         ks: Annotated[list[int] | None, Query()] = None, policy: str | None = None, report: bool = False,
+        item_column: Annotated[str | None, Query(description="Ranking, (query, item, relevance) rows: the item id "
+                                                             "column (default item_id or item)")] = None,
+        segment: Annotated[str | None, Query(description="A column to break every metric down by")] = None,
     ) -> JSONResponse:
         await anyio.to_thread.run_sync(store.resolve, name, ref)
         if against:
@@ -91,7 +94,7 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
                     fh.write(chunk)
             result = await ctx.jobs.run(gate_job, store.url, str(ctx.registry.artifacts.root), name, ref, against,
                                         str(path), task, target, require, ks or [5, 10], query_column, report,
-                                        actor_of(request))
+                                        actor_of(request), item_column=item_column, segment=segment)
         if "error" in result:
             raise InvalidRequest(result["field"], result["error"])
         return JSONResponse(result)

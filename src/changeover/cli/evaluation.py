@@ -88,6 +88,10 @@ def validate(
     policy: Annotated[Path | None, typer.Option(help="YAML with gate.require rules")] = None,
     query_column: Annotated[str | None, typer.Option(help="Ranking: the query id column")] = None,
     k: Annotated[list[int] | None, typer.Option("--k", help="Ranking cut-offs, repeatable")] = None,
+    item_column: Annotated[str | None, typer.Option(
+        help="Ranking, a ranker that answers lists, (query, item, relevance) rows: the item id column "
+             "(default item_id or item)")] = None,
+    segment: Annotated[str | None, typer.Option(help="A column to break every metric down by")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the HTML report here")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -110,6 +114,10 @@ def validate(
         params["query_column"] = query_column
     if k:
         params["ks"] = k
+    if item_column:
+        params["item_column"] = item_column
+    if segment:
+        params["segment"] = segment
     try:
         with console.status(f"gating {name} v{version} on {data.name}…"):
             out = client().request("POST", f"/api/models/{name}/versions/{version}/validate", params=params,
@@ -144,8 +152,31 @@ def print_verdict(result: dict[str, Any]) -> None:
                       "[green]yes" if r["passed"] else "[red]no", r["reason"])
     if result["rules"]:
         console.print(rules)
+    if result.get("segments"):
+        print_segments(result)
+    for note in result.get("notes") or ():
+        console.print(f"note: {note}")
     colour = "green" if result["verdict"] == "pass" else "red"
     console.print(f"verdict: [bold {colour}]{result['verdict']}[/]")
+
+
+def print_segments(result: dict[str, Any]) -> None:
+    """Per segment, candidate − champion and its interval for the metrics the rules name (else a few)."""
+    segments = result["segments"]
+    first = next(iter(segments.values()))["metrics"]
+    named = [r["metric"] for r in result["rules"] if r["metric"] in first]
+    shown = list(dict.fromkeys(named)) or [m for m in first if not m.startswith(("latency", "batch", "through"))][:3]
+    table = Table(result["segment_column"], "units", *shown, title="by segment: candidate − champion [interval]")
+    for value, seg in segments.items():
+        cells = []
+        for name in shown:
+            m = seg["metrics"].get(name) or {}
+            if m.get("diff") is None:
+                cells.append(_fmt(m.get("candidate")))
+            else:
+                cells.append(f"{_fmt(m['diff'])} [{_fmt(m.get('ci_low'))}, {_fmt(m.get('ci_high'))}]")
+        table.add_row(value, str(seg["n_units"]), *cells)
+    console.print(table)
 
 
 @shadow_app.command("start")

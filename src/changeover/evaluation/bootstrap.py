@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from changeover.evaluation.metrics import ECE_BINS, ClassificationInputs, ece_bins
 
@@ -20,6 +21,8 @@ __all__ = [
     "Interval",
     "WeightedMetrics",
     "classification_kernel",
+    "combine_kernels",
+    "coverage_kernel",
     "iter_weight_chunks",
     "paired_bootstrap",
     "percentile_interval",
@@ -221,5 +224,40 @@ def ranking_kernel(per_query: dict[str, np.ndarray]) -> WeightedMetrics:
 
     def kernel(w: np.ndarray) -> dict[str, np.ndarray]:
         return {name: _ratio(w @ v, w @ d, np.nan) for name, (v, d) in prepared.items()}
+
+    return kernel
+
+
+def coverage_kernel(incidence: dict[str, sparse.csr_matrix], catalogue: int) -> WeightedMetrics:
+    """Catalogue coverage per resample: the share of the catalogue found in the top k of some
+    query drawn (weight > 0). ``incidence`` maps a metric name to its (queries × items) 0/1
+    matrix; the product is taken in blocks of items to bound memory."""
+    transposed = {}
+    for name, m in incidence.items():
+        mt = sparse.csr_matrix(m.T)
+        transposed[name] = mt[np.flatnonzero(np.diff(mt.indptr) > 0)]  # only items some query holds
+
+    def kernel(w: np.ndarray) -> dict[str, np.ndarray]:
+        drawn = (w > 0).astype(np.float64).T  # (queries, resamples)
+        block = max(1, _MAX_CELLS // max(w.shape[0], 1))
+        out: dict[str, np.ndarray] = {}
+        for name, mt in transposed.items():
+            covered = np.zeros(w.shape[0])
+            for start in range(0, mt.shape[0], block):
+                covered += (np.asarray(mt[start:start + block] @ drawn) > 0).sum(axis=0)
+            out[name] = covered / catalogue if catalogue else np.full(w.shape[0], np.nan)
+        return out
+
+    return kernel
+
+
+def combine_kernels(*kernels: WeightedMetrics) -> WeightedMetrics:
+    """One kernel that returns the metrics of all of them."""
+
+    def kernel(w: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for k in kernels:
+            out.update(k(w))
+        return out
 
     return kernel

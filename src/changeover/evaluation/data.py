@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["DataError", "check_task_data", "feature_columns_for", "load_table"]
+__all__ = ["DataError", "check_list_ranking_data", "check_task_data", "feature_columns_for", "load_table"]
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -51,12 +52,14 @@ def load_table(path: str | Path) -> pd.DataFrame:
 
 
 def feature_columns_for(
-    df: pd.DataFrame, *, target: str, feature_columns: list[str] | None, query_column: str | None
+    df: pd.DataFrame, *, target: str, feature_columns: list[str] | None, query_column: str | None,
+    exclude: Sequence[str] = (),
 ) -> list[str]:
-    """The given feature columns, or every column but the target and the query column."""
+    """The given feature columns, or every column but the target, the query column and
+    ``exclude`` (the item and segment columns)."""
     if feature_columns is not None:
         return list(feature_columns)
-    return [c for c in df.columns if c not in (target, query_column)]
+    return [c for c in df.columns if c not in (target, query_column, *exclude)]
 
 
 def check_task_data(
@@ -67,6 +70,7 @@ def check_task_data(
     feature_columns: list[str] | None,
     query_column: str | None = None,
     numeric_features: bool = True,
+    exclude: Sequence[str] = (),
 ) -> None:
     """Raise one DataError that lists every problem found, or return None."""
     if task not in _TASKS:
@@ -86,8 +90,61 @@ def check_task_data(
             n = int(df[query_column].isna().sum())
             problems.append(f"query column {query_column!r} has {n} missing values")
     features = feature_columns_for(
-        df, target=target, feature_columns=feature_columns, query_column=query_column
+        df, target=target, feature_columns=feature_columns, query_column=query_column, exclude=exclude
     )
+    problems += _feature_problems(df, features, target, numeric_features)
+    if target in columns:
+        problems += _target_problems(df[target], task=task, target=target)
+    if problems:
+        raise DataError("; ".join(problems))
+
+
+def check_list_ranking_data(
+    df: pd.DataFrame,
+    *,
+    target: str,
+    feature_columns: list[str] | None,
+    query_column: str | None,
+    item_column: str | None,
+    exclude: Sequence[str] = (),
+    numeric_features: bool = True,
+) -> None:
+    """The holdout of a ranker that answers lists: (query, item, relevance) rows when
+    ``item_column`` is given (a query column, relevance >= 0 in ``target``), else one row per
+    query whose ``target`` holds its relevant items. One DataError listing every problem."""
+    if len(df) == 0:
+        raise DataError("the table has no rows")
+    columns = set(df.columns)
+    problems: list[str] = []
+    if target not in columns:
+        problems.append(f"target column {target!r} is missing")
+    if item_column is not None:
+        if item_column not in columns:
+            problems.append(f"item column {item_column!r} is missing")
+        elif df[item_column].isna().any():
+            problems.append(f"item column {item_column!r} has {int(df[item_column].isna().sum())} missing values")
+        if query_column is None:
+            problems.append("(query, item, relevance) rows need a query column (query_column) to group them")
+    elif target in columns and pd.api.types.is_numeric_dtype(df[target]):
+        problems.append(f"target column {target!r} holds numbers: give the item column of these (query, item, "
+                        "relevance) rows (item_column), or make the target a list of relevant items per query")
+    if query_column is not None:
+        if query_column not in columns:
+            problems.append(f"query column {query_column!r} is missing")
+        elif df[query_column].isna().any():
+            problems.append(f"query column {query_column!r} has {int(df[query_column].isna().sum())} missing values")
+    features = feature_columns_for(df, target=target, feature_columns=feature_columns, query_column=query_column,
+                                   exclude=exclude)
+    problems += _feature_problems(df, features, target, numeric_features)
+    if item_column is not None and target in columns:
+        problems += _target_problems(df[target], task="ranking", target=target)
+    if problems:
+        raise DataError("; ".join(problems))
+
+
+def _feature_problems(df: pd.DataFrame, features: list[str], target: str, numeric_features: bool) -> list[str]:
+    columns = set(df.columns)
+    problems: list[str] = []
     missing = [c for c in features if c not in columns]
     if missing:
         problems.append(f"feature columns missing: {', '.join(map(repr, missing))}")
@@ -106,10 +163,7 @@ def check_task_data(
     gaps = [f"{c!r} ({int(df[c].isna().sum())} rows)" for c in features if c in columns and df[c].isna().any()]
     if gaps:
         problems.append(f"feature columns have missing values: {', '.join(gaps)}")
-    if target in columns:
-        problems += _target_problems(df[target], task=task, target=target)
-    if problems:
-        raise DataError("; ".join(problems))
+    return problems
 
 
 def _target_problems(y: pd.Series, *, task: str, target: str) -> list[str]:

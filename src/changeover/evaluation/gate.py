@@ -15,15 +15,16 @@ import numpy as np
 import pandas as pd
 
 from changeover.evaluation import bootstrap
-from changeover.evaluation.data import check_task_data, feature_columns_for
-from changeover.evaluation.metrics import (
-    ClassificationInputs,
-    classification_metrics_encoded,
-    encode_classification,
-    higher_is_better,
-    metric_names,
-    regression_metrics,
+from changeover.evaluation.data import DataError, check_list_ranking_data, check_task_data, feature_columns_for
+from changeover.evaluation.list_ranking import (
+    Judgements,
+    answer_keys,
+    coverage_incidence,
+    holdout_judgements,
+    list_metrics,
+    overlap_at_k,
 )
+from changeover.evaluation.metrics import ClassificationInputs, encode_classification
 from changeover.evaluation.perf import (
     LatencySummary,
     latency_intervals,
@@ -31,15 +32,18 @@ from changeover.evaluation.perf import (
     summarise_latency,
     time_interleaved,
 )
-from changeover.evaluation.ranking import mean_over_queries, per_query_metrics
+from changeover.evaluation.ranking import per_query_metrics
 from changeover.evaluation.rules import (
     MetricComparison,
     RuleResult,
+    compare_metrics,
     evaluate_rules,
     referenced_ks,
     validate_rules,
     verdict,
 )
+from changeover.evaluation.scoring import Scorer, classification_scorer, per_query_scorer, regression_scorer
+from changeover.evaluation.segments import SegmentResult, score_segments, unit_segments
 
 __all__ = [
     "GateResult",
@@ -48,6 +52,8 @@ __all__ = [
     "PredictionError",
     "Predictor",
     "RuleResult",
+    "SegmentResult",
+    "item_column_for",
     "run_gate",
     "prediction_differences",
     "summarise_differences",
@@ -62,9 +68,12 @@ _PROBA_TOLERANCE = 1e-3
 class PredictionBatch:
     """What a predictor returns for a batch of feature rows."""
 
-    values: np.ndarray  # labels (classification), predictions (regression), scores (ranking)
+    values: np.ndarray = field(default_factory=lambda: np.empty(0))
+    """labels (classification), predictions (regression), scores (ranking, one per row)"""
     proba: np.ndarray | None = None  # classification: (n, n_classes), columns follow `classes`
     classes: np.ndarray | None = None
+    ranking: np.ndarray | None = None
+    """a ranker that answers lists: (rows, k) item ids, best first (`values` unused)"""
 
 
 Predictor = Callable[[pd.DataFrame], PredictionBatch]
@@ -93,6 +102,11 @@ class GateResult:
     batch_rows: np.ndarray
     n_queries: int | None = None
     per_query: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # ranking
+    lists: bool = False  # ranking: the versions answered a list of item ids per query
+    input_rows: np.ndarray | None = None  # rows of the data the versions were called on (None: all)
+    segment_column: str | None = None
+    segments: dict[str, SegmentResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what a reader must know to read the figures
 
     @property
     def has_champion(self) -> bool:
@@ -114,7 +128,20 @@ class GateResult:
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
             "latency": {v: s.to_dict() for v, s in self.latency.items()},
             "prediction_differences": summarise_differences(self),
+            **({"answers": "lists" if self.lists else "scores"} if self.task == "ranking" else {}),
+            **({"segment_column": self.segment_column,
+                "segments": {v: seg.to_dict() for v, seg in self.segments.items()}} if self.segment_column else {}),
+            "notes": list(self.notes),
         }
+
+
+def item_column_for(data: pd.DataFrame, target: str, item_column: str | None) -> str | None:
+    """The item column of a (query, item, relevance) holdout for a ranker that answers lists:
+    the one given, else ``item_id`` or ``item`` when the target holds numbers; None when the
+    target holds lists of relevant items."""
+    if item_column is not None or target not in data.columns or not pd.api.types.is_numeric_dtype(data[target]):
+        return item_column
+    return next((c for c in ("item_id", "item") if c in data.columns and c != target), None)
 
 
 def run_gate(
@@ -133,54 +160,65 @@ def run_gate(
     confidence: float = 0.95,
     seed: int = 0,
     progress: Callable[[str, float], None] | None = None,
+    lists: bool = False,
+    item_column: str | None = None,
+    segment_column: str | None = None,
+    numeric_features: bool = True,
 ) -> GateResult:
-    """Judge `candidate` against `champion` (None for a first version) on `data`."""
+    """Judge `candidate` against `champion` (None for a first version) on `data`.
+
+    With ``lists`` (ranking only) the versions answer a list of item ids per query
+    (`PredictionBatch.ranking`), called once per query on its first row, and judged on the
+    holdout's (query, item, relevance) rows (``item_column``) or on a target column holding
+    each query's relevant items. ``segment_column`` breaks every metric down by its values."""
     say = progress or (lambda stage, fraction: None)
     ks = (
         tuple(sorted({int(k) for k in ks} | referenced_ks(require)))
         if task == "ranking"
         else tuple(ks)
     )
-    validate_rules(require, task, ks)
+    validate_rules(require, task, ks, segmented=segment_column is not None)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_boot < 1 or batch_size < 1:
         raise ValueError("n_boot and batch_size must be >= 1")
-    check_task_data(
-        data, task=task, target=target, feature_columns=feature_columns, query_column=query_column
-    )
+    if lists and task != "ranking":
+        raise DataError(f"only a ranker answers lists of item ids, not a {task} model")
+    item_column = item_column_for(data, target, item_column) if lists else item_column
+    exclude = [c for c in (item_column, segment_column) if c]
+    if lists:
+        check_list_ranking_data(data, target=target, feature_columns=feature_columns, query_column=query_column,
+                                item_column=item_column, exclude=exclude, numeric_features=numeric_features)
+    else:
+        check_task_data(data, task=task, target=target, feature_columns=feature_columns, query_column=query_column,
+                        numeric_features=numeric_features, exclude=exclude)
+    if segment_column is not None and segment_column not in data.columns:
+        raise DataError(f"segment column {segment_column!r} is missing")
     features = feature_columns_for(
-        data, target=target, feature_columns=feature_columns, query_column=query_column
+        data, target=target, feature_columns=feature_columns, query_column=query_column, exclude=exclude
     )
+    judged = holdout_judgements(data, target, query_column, item_column, features) if lists else None
     y = data[target].to_numpy()
     n = len(data)
+    rows = None if judged is None else judged.first_rows
+    frame = data if rows is None else data.iloc[rows]
+    segments_of = unit_segments(data, task, query_column, segment_column, judged)
 
     versions = ["candidate"] if champion is None else ["champion", "candidate"]
     predictors = [candidate] if champion is None else [champion, candidate]
-    batches = split_batches(data[features], batch_size)
+    batches = split_batches(frame[features], batch_size)
     say("predict", 0.0)
     timing = time_interleaved(predictors, batches, progress=lambda f: say("predict", f))
-    preds = {v: _concat(outs, v, n, task) for v, outs in zip(versions, timing.outputs, strict=True)}
+    preds = {
+        v: _concat_lists(outs, v, len(frame)) if lists else _concat(outs, v, n, task)
+        for v, outs in zip(versions, timing.outputs, strict=True)
+    }
 
     say("metrics", 0.0)
-    point: dict[str, dict[str, float]] = {}
-    kernels: dict[str, bootstrap.WeightedMetrics] = {}
     per_query: dict[str, dict[str, np.ndarray]] = {}
-    n_units, n_queries = n, None
-    for v, p in preds.items():
-        if task == "classification":
-            enc = _encode(y, p, v)
-            point[v] = classification_metrics_encoded(enc)
-            kernels[v] = bootstrap.classification_kernel(enc)
-        elif task == "regression":
-            point[v] = regression_metrics(y, p.values)
-            kernels[v] = bootstrap.regression_kernel(y, p.values)
-        else:
-            assert query_column is not None
-            qids, per_query[v] = per_query_metrics(y, p.values, data[query_column].to_numpy(), ks)
-            point[v] = {name: mean_over_queries(vals) for name, vals in per_query[v].items()}
-            kernels[v] = bootstrap.ranking_kernel(per_query[v])
-            n_units = n_queries = len(qids)
+    scorers, n_queries, notes = _scorers(task, y, preds, ks, data, query_column, judged, per_query)
+    overall = {v: scorers[v]() for v in versions}
+    point = {v: dict(overall[v][0]) for v in versions}
     latency = {v: summarise_latency(timing.seconds[i], timing.rows) for i, v in enumerate(versions)}
     for v in versions:
         point[v].update(latency[v].as_metrics())
@@ -190,9 +228,9 @@ def run_gate(
     if champion is not None:
         say("bootstrap", 0.0)
         intervals = bootstrap.paired_bootstrap(
-            kernels["champion"],
-            kernels["candidate"],
-            n_units,
+            overall["champion"][1],
+            overall["candidate"][1],
+            scorers["candidate"].n_units,
             n_boot=n_boot,
             confidence=confidence,
             seed=seed,
@@ -210,9 +248,12 @@ def run_gate(
         )
         say("bootstrap", 1.0)
 
-    comparisons = _compare(point, intervals, task, ks)
+    comparisons = compare_metrics(point, intervals, task, ks)
+    segments = score_segments(segments_of, scorers, versions, task, ks, n_boot=n_boot, confidence=confidence, seed=seed)
     rules = evaluate_rules(
-        require, comparisons, has_champion=champion is not None, confidence=confidence
+        require, comparisons, has_champion=champion is not None, confidence=confidence,
+        segments={v: s.metrics for v, s in segments.items()} if segment_column else None,
+        segment_column=segment_column,
     )
     say("done", 1.0)
     return GateResult(
@@ -233,32 +274,46 @@ def run_gate(
         batch_rows=timing.rows,
         n_queries=n_queries,
         per_query=per_query,
+        lists=lists,
+        input_rows=rows,
+        segment_column=segment_column,
+        segments=segments,
+        notes=notes,
     )
 
 
-def _compare(
-    point: dict[str, dict[str, float]],
-    intervals: Mapping[str, bootstrap.Interval],
-    task: str,
-    ks: Sequence[int],
-) -> dict[str, MetricComparison]:
-    cand, champ = point["candidate"], point.get("champion")
-    out: dict[str, MetricComparison] = {}
-    for name in metric_names(task, ks):
-        if name not in cand:
-            continue
-        ch = None if champ is None else champ.get(name)
-        ci = intervals.get(name)
-        out[name] = MetricComparison(
-            name=name,
-            champion=ch,
-            candidate=cand[name],
-            diff=None if ch is None else cand[name] - ch,
-            ci_low=None if ci is None else ci.low,
-            ci_high=None if ci is None else ci.high,
-            higher_is_better=higher_is_better(name),
-        )
-    return out
+def _scorers(task: str, y: np.ndarray, preds: Mapping[str, PredictionBatch], ks: Sequence[int], data: pd.DataFrame,
+             query_column: str | None, judged: Judgements | None, per_query: dict[str, dict[str, np.ndarray]],
+             ) -> tuple[dict[str, Scorer], int | None, list[str]]:
+    """Each version's scorer (rows, or queries for ranking); fills ``per_query`` for ranking."""
+    scorers: dict[str, Scorer] = {}
+    notes: list[str] = []
+    if task == "classification":
+        return {v: classification_scorer(_encode(y, p, v)) for v, p in preds.items()}, None, notes
+    if task == "regression":
+        return {v: regression_scorer(y, p.values) for v, p in preds.items()}, None, notes
+    if judged is None:
+        assert query_column is not None
+        for v, p in preds.items():
+            qids, per_query[v] = per_query_metrics(y, p.values, data[query_column].to_numpy(), ks)
+            scorers[v] = per_query_scorer(per_query[v])
+        return scorers, len(qids), notes
+    keys = {v: p.ranking for v, p in preds.items() if p.ranking is not None}
+    longest = max(ks)
+    answered = {str(k) for a in keys.values() for k in np.unique(a[:, :longest])}
+    index = {key: i for i, key in enumerate(sorted(judged.catalogue | answered))}
+    for v, a in keys.items():
+        per_query[v] = list_metrics(a, judged, ks)
+        incidence = {f"coverage_at_{k}": coverage_incidence(a, k, index) for k in ks}
+        scorers[v] = per_query_scorer(per_query[v], incidence, len(index))
+        length = a.shape[1]
+        if length == 0:
+            notes.append(f"{v}: answered empty lists; every figure counts them as finding nothing (0)")
+        elif any(k > length for k in ks):
+            over = ", ".join(str(k) for k in ks if k > length)
+            notes.append(f"{v}: lists of {length} items; at k = {over} precision divides by the {length} items "
+                         "answered, and the other figures count only those items")
+    return scorers, judged.n_queries, notes
 
 
 def _is_numeric(a: np.ndarray) -> bool:
@@ -278,6 +333,25 @@ def _encode(y: np.ndarray, p: PredictionBatch, version: str) -> ClassificationIn
         raise PredictionError(
             f"{version}: labels or classes do not match the target: {exc}"
         ) from exc
+
+
+def _concat_lists(outs: Sequence[Any], version: str, n: int) -> PredictionBatch:
+    """A list-answering ranker's batches as one (queries, k) array of item keys; PredictionError
+    when they are not lists of ids."""
+    if not all(isinstance(o, PredictionBatch) and o.ranking is not None for o in outs):
+        raise PredictionError(f"{version}: the predictor must return lists of item ids (PredictionBatch.ranking)")
+    parts = [np.asarray(o.ranking) for o in outs]
+    shapes = {p.shape[1:] for p in parts}
+    if any(p.ndim != 2 for p in parts) or len(shapes) > 1:
+        raise PredictionError(f"{version}: a ranking is one list of item ids per row, of one length, shape (rows, k); "
+                              f"got shapes {sorted({list(p.shape).__repr__() for p in parts})}")
+    try:
+        keys = answer_keys(np.concatenate(parts), version)
+    except ValueError as exc:
+        raise PredictionError(str(exc)) from None
+    if len(keys) != n:
+        raise PredictionError(f"{version}: {len(keys)} lists for {n} queries")
+    return PredictionBatch(ranking=keys)
 
 
 def _concat(outs: Sequence[Any], version: str, n: int, task: str) -> PredictionBatch:
@@ -331,6 +405,9 @@ def prediction_differences(result: GateResult) -> tuple[np.ndarray | None, str]:
     champ, cand = result.champion_predictions, result.candidate_predictions
     if champ is None:
         return None, ""
+    if champ.ranking is not None and cand.ranking is not None:
+        k = max(result.ks)
+        return overlap_at_k(champ.ranking, cand.ranking, k), f"overlap@{k} of the two versions' lists (1: the same items)"
     if result.task != "classification":
         return cand.values - champ.values, "candidate - champion prediction"
     if champ.proba is None or cand.proba is None:

@@ -39,7 +39,7 @@ TASKS = ("classification", "regression", "ranking")
 CLASSIFICATION_LABEL_METRICS = ("accuracy", "precision", "recall", "f1")
 CLASSIFICATION_PROBA_METRICS = ("roc_auc", "log_loss", "ece")
 REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
-RANKING_METRICS_AT_K = ("precision", "recall", "ndcg", "map")
+RANKING_METRICS_AT_K = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
 LATENCY_METRICS = (
     "latency_p50_ms",
     "latency_p95_ms",
@@ -54,7 +54,7 @@ ECE_BINS = 10
 _LOWER_IS_BETTER = {"log_loss", "ece", "rmse", "mae", "mape"} | {
     name for name in LATENCY_METRICS if name != "throughput_rows_per_s"
 }
-_AT_K = re.compile(r"^(precision|recall|ndcg|map)_at_([1-9][0-9]*)$")
+_AT_K = re.compile(r"^(precision|recall|ndcg|map|hit_rate|coverage)_at_([1-9][0-9]*)$")
 
 
 def metric_names(
@@ -230,12 +230,14 @@ def classification_metrics_encoded(enc: ClassificationInputs) -> dict[str, float
     if enc.proba is None or enc.proba_classes is None:
         return out
     scores = enc.label_scores()
+    # AUC needs both sides of a class: a segment (a subset of rows) may hold a single class
+    both = [c for c in range(len(enc.labels)) if 0 < np.sum(yt == c) < len(yt)]
     if enc.binary:
-        out["roc_auc"] = float(skm.roc_auc_score(yt == 1, scores[:, 1]))
+        out["roc_auc"] = float(skm.roc_auc_score(yt == 1, scores[:, 1])) if both else float("nan")
     else:
         # one-vs-rest, macro: the mean of each target label's binary AUC
-        aucs = [skm.roc_auc_score(yt == c, scores[:, c]) for c in range(len(enc.labels))]
-        out["roc_auc"] = float(np.mean(aucs))
+        aucs = [skm.roc_auc_score(yt == c, scores[:, c]) for c in both]
+        out["roc_auc"] = float(np.mean(aucs)) if aucs else float("nan")
     true_labels = enc.labels[yt]
     out["log_loss"] = float(skm.log_loss(true_labels, enc.proba, labels=enc.proba_classes))
     conf, correct = enc.confidence()

@@ -9,7 +9,7 @@ Conventions (docs/metrics.md gives the reasons):
   (linear gain, log2 discount, as `sklearn.metrics.ndcg_score`).
 - precision@k divides by the items shown, min(k, items in the query).
 - AP@k divides by min(k, relevant items in the query).
-- MRR looks at the whole list (no cut-off).
+- MRR looks at the whole list (no cut-off); hit rate@k is 1 when a relevant row is in the top k.
 - A query with no relevant item has no defined value (NaN) for every metric and is left
   out of the means.
 """
@@ -198,6 +198,7 @@ def per_query_metrics(
         out[f"recall_at_{k}"] = _recall(rq, k)
         out[f"ndcg_at_{k}"] = _ndcg(rq, k)
         out[f"map_at_{k}"] = _average_precision(rq, k)
+        out[f"hit_rate_at_{k}"] = _undefined_where_no_relevant(rq, (_hits(rq, k) > 0).astype(np.float64))
     out["mrr"] = _reciprocal_rank(rq)
     return rq.query_ids, out
 

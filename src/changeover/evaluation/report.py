@@ -58,10 +58,12 @@ def render_html(
         f'<div class="banner {escape(result.verdict)}">Verdict: {escape(result.verdict.upper())}'
         f" ({sum(r.passed for r in result.rules)} of {len(result.rules)} checks passed)</div>",
         _summary(result),
+        *(f"<p class='note'>{escape(note)}</p>" for note in result.notes),
         "<h2>Rules</h2>",
         _rules_table(result),
         "<h2>Metrics</h2>",
         _metrics_table(result, champion_label, candidate_label),
+        *_segments_section(result),
         "<h2>Figures</h2>",
     ]
     for fig in figures:
@@ -87,6 +89,8 @@ def _summary(r: GateResult) -> str:
         ("task", r.task),
         ("rows", str(r.n_rows)),
         ("queries", None if r.n_queries is None else str(r.n_queries)),
+        ("answers", ("a list of item ids per query" if r.lists else "a score per row") if r.task == "ranking" else None),
+        ("segments", None if r.segment_column is None else f"{len(r.segments)} values of {r.segment_column}"),
         ("confidence", f"{r.confidence:.0%}"),
         ("bootstrap resamples", str(r.n_boot)),
         ("seed", str(r.seed)),
@@ -126,6 +130,40 @@ def _metrics_table(r: GateResult, champion_label: str, candidate_label: str) -> 
         for m in r.metrics.values()
     ]
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _segment_metrics(r: GateResult) -> list[str]:
+    """The metrics shown per segment: those the rules name, else a few of the task's."""
+    first = next(iter(r.segments.values())).metrics
+    named = [rule.metric for rule in r.rules if rule.metric in first]
+    if named:
+        return list(dict.fromkeys(named))
+    return [name for name in first if not name.startswith(("latency", "batch_latency", "throughput"))][:4]
+
+
+def _segments_section(r: GateResult) -> list[str]:
+    if not r.segments:
+        return []
+    shown = _segment_metrics(r)
+    head = "<tr><th>" + escape(str(r.segment_column)) + "</th><th>units</th>" + "".join(
+        f"<th>{escape(name)}</th>" for name in shown) + "</tr>"
+    rows = []
+    for value, seg in r.segments.items():
+        cells = []
+        for name in shown:
+            m = seg.metrics.get(name)
+            if m is None:
+                cells.append("<td>&ndash;</td>")
+            elif m.diff is None:
+                cells.append(f"<td class='num'>{_num(m.candidate)}</td>")
+            else:
+                cells.append(f"<td class='num'>{_num(m.candidate)} vs {_num(m.champion)}: {_num(m.diff)} "
+                             f"[{_num(m.ci_low)}, {_num(m.ci_high)}]</td>")
+        rows.append(f"<tr><td>{escape(value)}</td><td class='num'>{seg.n_units}</td>{''.join(cells)}</tr>")
+    caption = ("Each cell: candidate vs champion, the difference and its "
+               f"{r.confidence:.0%} paired bootstrap interval within the segment.")
+    return [f"<h2>By segment ({escape(str(r.segment_column))})</h2>", f"<p>{caption}</p>",
+            f"<table>{head}{''.join(rows)}</table>"]
 
 
 # --- figures --------------------------------------------------------------------------------

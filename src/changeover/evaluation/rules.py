@@ -7,6 +7,10 @@ A rule maps a metric name to one or more checks:
   candidate - champion in the bad direction may not go past m in that direction
   (higher is better: ci_low >= -m; lower is better: ci_high <= m). margin defaults to 0.
 - `{better_than: champion}`: the whole interval lies on the good side of zero.
+- `per_segment: true` (with any of the above): every check of the rule also binds each
+  segment of the gate's segment column, one result per segment: "no segment worse than the
+  champion by more than the margin". A segment where the metric is undefined for both versions
+  (no relevant item, a single class) has nothing to compare: its check passes and says so.
 
 Relative checks fail, with a reason, when there is no champion.
 """
@@ -18,8 +22,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from changeover.evaluation.bootstrap import Interval
 from changeover.evaluation.metrics import (
     CLASSIFICATION_PROBA_METRICS,
+    LATENCY_METRICS,
+    higher_is_better,
     metric_names,
 )
 
@@ -28,13 +35,14 @@ __all__ = [
     "MetricComparison",
     "RuleResult",
     "RulesError",
+    "compare_metrics",
     "evaluate_rules",
     "referenced_ks",
     "validate_rules",
     "verdict",
 ]
 
-RULE_KEYS = ("min", "max", "not_worse_than", "better_than", "margin")
+RULE_KEYS = ("min", "max", "not_worse_than", "better_than", "margin", "per_segment")
 _CHECK_ORDER = ("min", "max", "not_worse_than", "better_than")
 
 
@@ -78,9 +86,10 @@ class RuleResult:
     interval: tuple[float, float] | None  # of the difference, for relative checks
     passed: bool
     reason: str
+    segment: str | None = None  # the segment this check binds (per_segment rules); None: all the data
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "metric": self.metric,
             "kind": self.kind,
             "rule": self.rule,
@@ -92,6 +101,9 @@ class RuleResult:
             "passed": self.passed,
             "reason": self.reason,
         }
+        if self.segment is not None:
+            out["segment"] = self.segment
+        return out
 
 
 def _json_float(x: float | None) -> float | None:
@@ -105,6 +117,33 @@ def _is_number(x: Any) -> TypeGuard[float]:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def compare_metrics(
+    point: dict[str, dict[str, float]],
+    intervals: Mapping[str, Interval],
+    task: str,
+    ks: Sequence[int],
+) -> dict[str, MetricComparison]:
+    """Each metric of ``task`` the candidate has, against the champion's, with the interval of
+    candidate - champion."""
+    cand, champ = point["candidate"], point.get("champion")
+    out: dict[str, MetricComparison] = {}
+    for name in metric_names(task, ks):
+        if name not in cand:
+            continue
+        ch = None if champ is None else champ.get(name)
+        ci = intervals.get(name)
+        out[name] = MetricComparison(
+            name=name,
+            champion=ch,
+            candidate=cand[name],
+            diff=None if ch is None else cand[name] - ch,
+            ci_low=None if ci is None else ci.low,
+            ci_high=None if ci is None else ci.high,
+            higher_is_better=higher_is_better(name),
+        )
+    return out
+
+
 def referenced_ks(require: Mapping[str, Any] | None) -> set[int]:
     """The k of every `<metric>_at_<k>` name in the rules (so the gate computes them)."""
     ks: set[int] = set()
@@ -115,11 +154,13 @@ def referenced_ks(require: Mapping[str, Any] | None) -> set[int]:
     return ks
 
 
-def validate_rules(require: Mapping[str, Any] | None, task: str, ks: Sequence[int]) -> None:
+def validate_rules(require: Mapping[str, Any] | None, task: str, ks: Sequence[int], *,
+                   segmented: bool | None = None) -> None:
     """Raise RulesError listing every unknown metric, unknown key or bad value.
 
     Ranking names are accepted for any k >= 1 (`ndcg_at_20` with ks (5, 10)): `run_gate`
-    computes every k the rules name as well as `ks`.
+    computes every k the rules name as well as `ks`. ``segmented`` says whether the gate has a
+    segment column (None: not known yet): a ``per_segment`` rule needs one.
     """
     if require is None:
         return
@@ -139,6 +180,11 @@ def validate_rules(require: Mapping[str, Any] | None, task: str, ks: Sequence[in
             )
             continue
         problems += [f"{metric}: {p}" for p in _rule_problems(rule)]
+        if isinstance(rule, Mapping) and rule.get("per_segment") is True:
+            if metric in LATENCY_METRICS:
+                problems.append(f"{metric}: per_segment: latency is measured per batch of mixed rows, not per segment")
+            elif segmented is False:
+                problems.append(f"{metric}: per_segment needs a segment column (--segment COLUMN, gate.segment)")
     if problems:
         raise RulesError("; ".join(problems))
 
@@ -165,6 +211,8 @@ def _rule_problems(rule: Any) -> list[str]:
             problems.append("margin only goes with not_worse_than")
         elif not _is_number(rule["margin"]) or rule["margin"] < 0:
             problems.append(f"margin must be a number >= 0, not {rule['margin']!r}")
+    if "per_segment" in rule and not isinstance(rule["per_segment"], bool):
+        problems.append(f"per_segment is true or false, not {rule['per_segment']!r}")
     if not any(k in rule for k in _CHECK_ORDER):
         problems.append(f"no check in the rule (one of {', '.join(_CHECK_ORDER)})")
     return problems
@@ -180,23 +228,57 @@ def evaluate_rules(
     *,
     has_champion: bool,
     confidence: float = 0.95,
+    segments: Mapping[str, Mapping[str, MetricComparison]] | None = None,
+    segment_column: str | None = None,
 ) -> list[RuleResult]:
-    """One RuleResult per check, in the order of the rules; rules must be valid already."""
+    """One RuleResult per check, in the order of the rules, then one per segment for the
+    checks of a ``per_segment`` rule (``segments``: segment → its metrics); rules must be valid
+    already."""
     results: list[RuleResult] = []
     level = f"{confidence:.0%}"
     for metric, rule in (require or {}).items():
-        comp = metrics.get(metric)
-        for kind in _CHECK_ORDER:
-            if kind not in rule:
+        results += _checks(metric, rule, metrics.get(metric), has_champion, level)
+        if rule.get("per_segment") is True:
+            if segments is None:
+                results.append(RuleResult(metric, "per_segment", f"{metric} in every segment", None, None, None,
+                                          False, "the rule binds each segment, and the gate has no segment column."))
                 continue
-            if comp is None:
-                results.append(_not_computed(metric, kind, rule))
-            elif kind in ("min", "max"):
-                results.append(_absolute(comp, kind, float(rule[kind])))
-            else:
-                margin = float(rule.get("margin", 0.0)) if kind == "not_worse_than" else 0.0
-                results.append(_relative(comp, kind, margin, has_champion, level))
+            for value, seg_metrics in segments.items():
+                where = f"{segment_column}={value}" if segment_column else value
+                for r in _checks(metric, rule, seg_metrics.get(metric), has_champion, level):
+                    results.append(_in_segment(r, value, where, seg_metrics.get(metric)))
     return results
+
+
+def _checks(metric: str, rule: Mapping[str, Any], comp: MetricComparison | None, has_champion: bool,
+            level: str) -> list[RuleResult]:
+    out: list[RuleResult] = []
+    for kind in _CHECK_ORDER:
+        if kind not in rule:
+            continue
+        if comp is None:
+            out.append(_not_computed(metric, kind, rule))
+        elif kind in ("min", "max"):
+            out.append(_absolute(comp, kind, float(rule[kind])))
+        else:
+            margin = float(rule.get("margin", 0.0)) if kind == "not_worse_than" else 0.0
+            out.append(_relative(comp, kind, margin, has_champion, level))
+    return out
+
+
+def _undefined(x: float | None) -> bool:
+    return x is None or not math.isfinite(x)
+
+
+def _in_segment(r: RuleResult, value: str, where: str, comp: MetricComparison | None) -> RuleResult:
+    """A check of the whole data, restated for one segment."""
+    passed, reason = r.passed, f"in {where}: {r.reason}"
+    if not passed and comp is not None and _undefined(comp.candidate) and _undefined(comp.champion):
+        passed = True
+        reason = (f"in {where}: {r.metric} is undefined for both versions (e.g. no relevant item or a "
+                  "single class in this segment): nothing to compare.")
+    return RuleResult(r.metric, r.kind, f"{r.rule} in {where}", r.threshold, r.figure, r.interval, passed, reason,
+                      segment=value)
 
 
 def verdict(results: Sequence[RuleResult]) -> str:
@@ -215,11 +297,12 @@ def _rule_text(metric: str, kind: str, rule: Mapping[str, Any]) -> str:
 
 
 def _not_computed(metric: str, kind: str, rule: Mapping[str, Any]) -> RuleResult:
-    why = (
-        "it needs class probabilities and a version gave none"
-        if metric in CLASSIFICATION_PROBA_METRICS
-        else "it was not computed"
-    )
+    if metric in CLASSIFICATION_PROBA_METRICS:
+        why = "it needs class probabilities and a version gave none"
+    elif metric.startswith("coverage_at_"):
+        why = "coverage needs the item ids of each answer: a ranker that answers lists (role ranking)"
+    else:
+        why = "it was not computed"
     raw = rule.get(kind) if kind in ("min", "max") else rule.get("margin")
     threshold = float(raw) if _is_number(raw) else None
     return RuleResult(
