@@ -15,7 +15,9 @@ def spec(**changes: object):  # type: ignore[no-untyped-def]
 def test_defaults_judge_errors_latency_and_rewards_once_they_arrive() -> None:
     config = canary_config(spec(canary={}))
     names = [(c.name, c.tolerance, c.named) for c in config.criteria]
-    assert names == [("error_rate", 0.002, True), ("latency_p99_ms", 1.2, True), ("reward", None, False)]
+    assert names == [("error_rate", 0.002, True), ("latency_p99_ms", 1.2, True), ("reward", None, False),
+                     ("ranking", None, False)]
+    assert config.criteria[-1].metric == "ndcg_at_10"
     assert (config.power, config.min_requests, config.min_labels) == (0.8, 100, 100)
 
 
@@ -40,16 +42,23 @@ def test_every_field_of_the_spec_is_read() -> None:
 
 
 def test_reward_null_turns_the_default_off() -> None:
-    config = canary_config(spec(canary={"judge": {"reward": None}}))
-    assert "reward" not in [c.name for c in config.criteria]
+    config = canary_config(spec(canary={"judge": {"reward": None, "ranking": None}}))
+    assert [c.name for c in config.criteria] == ["error_rate", "latency_p99_ms"]
+
+
+def test_a_named_ranking_criterion() -> None:
+    config = canary_config(spec(canary={"judge": {"ranking": {"metric": "ctr_at_5", "max_decrease": 0.1}}}))
+    (rank,) = [c for c in config.criteria if c.name == "ranking"]
+    assert (rank.metric, rank.tolerance, rank.named) == ("ctr_at_5", 0.1, True)
 
 
 def test_alpha_is_spent_over_the_canary_and_a_watch_with_holdback() -> None:
     assert stages(spec(canary={})) == 2  # the default watch keeps a 2% holdback
     assert stages(spec(canary={}, watch={"duration": "1h", "holdback": 0})) == 1
     assert stages(spec(canary={}, watch=0)) == 1
-    # two criteria at 0.05 (reward by default too): at most 7.5% over the whole rollout
-    assert family_alpha(spec(canary={})) == pytest.approx(0.075)
+    # error rate and latency at 0.05, and reward and ranking by default: at most 10% in all
+    # (the default ones only count once their feedback arrives)
+    assert family_alpha(spec(canary={})) == pytest.approx(0.10)
 
 
 def test_watch_without_holdback_has_its_guards() -> None:

@@ -309,3 +309,25 @@ def test_public_names_exist() -> None:
     for module in (sequential, kayenta, judge_module, quantiles, evidence):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def _ranker_arm(rng: np.random.Generator, n: int, good: float) -> ArmEvidence:
+    """Each request: a served top-10 list; the user clicks item 0 with probability `good`."""
+    from changeover.domain.outcomes import outcome
+
+    out = ArmEvidence()
+    out.add_window(n, 0, latencies(rng, min(n, 2000)))
+    for _ in range(n):
+        clicked = [0] if rng.random() < good else [int(rng.integers(20, 30))]
+        out.add_outcome(outcome({"ranking": list(range(10))}, clicked, None))
+    return out
+
+
+def test_a_ranker_is_judged_on_online_ndcg_once_ranking_feedback_arrives() -> None:
+    rng = np.random.default_rng(19)
+    config = JudgeConfig(criteria=(Criterion("ranking", None, 0.05, named=False, metric="ndcg_at_10"),))
+    assert judge(ArmEvidence(), ArmEvidence(), config).checks == ()  # no ranking feedback yet
+    worse = by_name(judge(_ranker_arm(rng, 20_000, 0.6), _ranker_arm(rng, 5_000, 0.45), config))["ranking"]
+    assert worse.outcome == FAIL and "online ndcg_at_10" in worse.reason, worse.reason
+    same = judge(_ranker_arm(rng, 40_000, 0.6), _ranker_arm(rng, 40_000, 0.6), config)
+    assert same.outcome == PASS, same.to_dict()

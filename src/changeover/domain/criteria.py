@@ -36,6 +36,12 @@ def _criteria(j: JudgeSpec) -> tuple[Criterion, ...]:
         out.append(Criterion("reward", r.max_decrease, r.max_relative_decrease, alpha=r.alpha, cap=r.cap))
     elif j.reward_by_default:
         out.append(Criterion("reward", None, 0.05, named=False))
+    if j.ranking is not None:
+        rk = j.ranking
+        out.append(Criterion("ranking", rk.max_decrease, rk.max_relative_decrease, alpha=rk.alpha,
+                             metric=rk.metric))
+    elif j.ranking_by_default:
+        out.append(Criterion("ranking", None, 0.05, named=False, metric="ndcg_at_10"))
     return tuple(out)
 
 

@@ -11,7 +11,6 @@ Pure: the controller and the simulation feed it the same rows.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,44 +19,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from changeover.domain.moments import Moments
 from changeover.domain.outcomes import Outcome, outcome
 from changeover.domain.quantiles import LatencyHistogram
+from changeover.domain.ranking_feedback import RankingMoments
 
 __all__ = ["ArmEvidence", "Moments", "StageEvidence"]
 
 PREDICTION_SAMPLE = 5000
-
-
-@dataclass
-class Moments:
-    """Count, sum and sum of squares of a per-request figure (for a mean and its variance)."""
-
-    n: int = 0
-    total: float = 0.0
-    total_sq: float = 0.0
-
-    def add(self, values: ArrayLike) -> None:
-        x = np.asarray(values, dtype=np.float64).ravel()
-        x = x[np.isfinite(x)]
-        self.n += int(x.size)
-        self.total += float(x.sum())
-        self.total_sq += float(np.square(x).sum())
-
-    def add_sums(self, n: int, total: float, total_sq: float) -> None:
-        self.n += n
-        self.total += total
-        self.total_sq += total_sq
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.n if self.n else math.nan
-
-    @property
-    def var(self) -> float:
-        """The sample variance (n − 1); 0 below two values."""
-        if self.n < 2:
-            return 0.0
-        return max(0.0, (self.total_sq - self.total * self.total / self.n) / (self.n - 1))
 
 
 @dataclass
@@ -72,6 +41,7 @@ class ArmEvidence:
     abs_error: Moments = field(default_factory=Moments)  # regression |label − prediction|
     sq_error: Moments = field(default_factory=Moments)  # regression (label − prediction)²
     reward: Moments = field(default_factory=Moments)
+    ranking: RankingMoments = field(default_factory=RankingMoments)  # per ranking metric
     predictions: list[float] = field(default_factory=list)  # a uniform reservoir
     _seen_predictions: int = 0
 
@@ -104,6 +74,8 @@ class ArmEvidence:
         if result.error is not None:
             self.abs_error.add_sums(1, result.error, result.error**2)
             self.sq_error.add_sums(1, result.error**2, result.error**4)
+        if result.ranking is not None:
+            self.ranking.add(result.ranking)
         if result.reward is not None:
             reward = min(result.reward, reward_cap) if reward_cap is not None else result.reward
             self.reward.add_sums(1, reward, reward**2)

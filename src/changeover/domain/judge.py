@@ -12,6 +12,9 @@ valid however often it is looked at, so the controller consults it after every m
   with the tolerance `max_increase` of the RMSE turned into MSE at the baseline's RMSE
   ((rmse_b + δ)² − rmse_b²). Either may give `max_ratio` instead (a relative tolerance at the
   baseline's figure).
+- ranking: baseline − canary mean of an online ranking metric (`ranking_feedback`: NDCG@k,
+  P@k, R@k, CTR@k, hit@k, MRR of the served list against the clicked or relevant items);
+  tolerance `max_decrease` or `max_relative_decrease` × the baseline's figure.
 - reward: baseline − canary mean reward per rewarded request; tolerance `max_decrease`, or
   `max_relative_decrease` × |baseline mean|; rewards above `cap` are winsorised at it as
   they are counted (`evidence.StageEvidence.reward_cap`), and the evidence says so.
@@ -70,7 +73,7 @@ PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 LATENCY_QUANTILE = 0.99
 KS_MIN_STATISTIC = 0.1  # smallest KS distance reported as a shift
 MIN_PREDICTIONS = 50
-CRITERIA = ("error_rate", "latency_p99_ms", "label_accuracy", "mae", "rmse", "reward")
+CRITERIA = ("error_rate", "latency_p99_ms", "label_accuracy", "mae", "rmse", "reward", "ranking")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class Criterion:
     sequential: bool = True
     cap: float | None = None
     named: bool = True
+    metric: str | None = None  # ranking: which online ranking metric (ndcg_at_10, ...)
 
     def __post_init__(self) -> None:
         if self.name not in CRITERIA:
@@ -291,6 +295,18 @@ def _reward(b: ArmEvidence, c: ArmEvidence, crit: Criterion, config: JudgeConfig
                     config.min_labels, stages, final, lambda x: f"{x:.4g}", "mean reward")
 
 
+def _ranking(b: ArmEvidence, c: ArmEvidence, crit: Criterion, config: JudgeConfig, stages: int,
+             final: bool, waited_s: float) -> Check:
+    metric = crit.metric or "ndcg_at_10"
+    mc, mb = c.ranking.moments(metric), b.ranking.moments(metric)
+    if mc.n == 0 or mb.n == 0:
+        return _missing("ranking", mc.n, mb.n, f"ranking feedback for {metric}", crit, waited_s)
+    base = _mean(mb)
+    tolerance = crit.tolerance if crit.tolerance is not None else (crit.relative or 0.0) * abs(base.mean)
+    return _compare("ranking", _mean(mc), base, -1.0, tolerance, crit, config, config.min_labels,
+                    stages, final, lambda x: f"{x:.4g}", f"online {metric}")
+
+
 def _ratio(top: float, bottom: float) -> float:
     if bottom > 0:
         return top / bottom
@@ -378,6 +394,7 @@ _CHECKS: dict[str, Callable[..., Check]] = {
     "latency_p99_ms": _latency,
     "label_accuracy": _label_accuracy,
     "reward": _reward,
+    "ranking": _ranking,
 }
 
 
@@ -395,6 +412,8 @@ def judge(baseline: ArmEvidence | None, canary: ArmEvidence, config: JudgeConfig
         for crit in config.criteria:
             if not crit.named and crit.name == "reward" and canary.reward.n == 0 and baseline.reward.n == 0:
                 continue  # rewards are judged by default only once feedback carries them
+            if not crit.named and crit.name == "ranking" and not (canary.ranking.requests or baseline.ranking.requests):
+                continue  # so is a ranker's online quality, once ranking feedback arrives
             if crit.name in ("mae", "rmse"):
                 check = _regression(crit.name, baseline, canary, crit, config, stages, final, waited_s)
             else:

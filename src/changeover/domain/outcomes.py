@@ -1,9 +1,10 @@
 """What one labelled request says about the version that served it. Pure.
 
 A served request's summary (the first row's outputs) and the label or reward its feedback
-carried give one outcome: right or wrong (an output named ``label``: a classification), an
-error |label − prediction| (a numeric output, ``prediction`` first: a regression), and the
-reward. The judge and the online metrics read the same outcome, so they cannot disagree.
+carried give one outcome: the served ranking scored against the clicked or relevant items
+(an answer with a ``ranking``: a ranker; `ranking_feedback.score_ranking`), right or wrong
+(an output named ``label``: a classification), an error |label − prediction| (a numeric
+output, ``prediction`` first: a regression), and the reward. The judge and the online metrics read the same outcome, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from changeover.domain.ranking_feedback import score_ranking
+
+RANKING_KS = (5, 10)
 
 __all__ = ["Outcome", "number", "outcome", "predicted_label", "predicted_number", "same_label"]
 
@@ -57,12 +62,20 @@ class Outcome:
     correct: bool | None = None  # classification: the label was predicted
     error: float | None = None  # regression: |label − prediction|
     reward: float | None = None
+    ranking: Mapping[str, float | None] | None = None  # a ranker: score_ranking's figures
 
 
 def outcome(output: Mapping[str, Any] | None, label: Any, reward: Any) -> Outcome:
     """The outcome of one served request given its feedback (label and/or reward)."""
     correct: bool | None = None
     error: float | None = None
+    served = (output or {}).get("ranking")
+    if label is not None and isinstance(served, list) and isinstance(label, list | dict):
+        try:
+            scores = score_ranking(served, label, RANKING_KS)
+        except (TypeError, ValueError):  # feedback that names no item ids: no outcome
+            scores = None
+        return Outcome(ranking=scores, reward=number(reward))
     if label is not None:
         predicted = predicted_label(output)
         if predicted is not None:

@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 
-from changeover.domain.evidence import Moments
+from changeover.domain.moments import Moments
 from changeover.domain.ranking_comparison import ItemId, check_k, item_key, ranked_keys
 
 __all__ = [

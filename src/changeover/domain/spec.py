@@ -37,6 +37,7 @@ __all__ = [
     "LabelAccuracyJudge",
     "LatencyJudge",
     "Override",
+    "RankingJudge",
     "RegressionJudge",
     "Requirement",
     "RewardJudge",
@@ -281,6 +282,35 @@ class RewardJudge(_Model):
         return self
 
 
+RANKING_METRICS = tuple(f"{m}_at_{k}" for k in (5, 10) for m in ("precision", "recall", "ndcg", "ctr", "hit")) + ("mrr",)
+
+
+class RankingJudge(_Model):
+    """A ranker's online quality on ranking feedback (clicked or relevant item ids per
+    request): ``metric`` (default ``ndcg_at_10``) at most ``max_decrease`` below the
+    champion's, or ``max_relative_decrease`` of it (default 0.05)."""
+
+    metric: str = "ndcg_at_10"
+    max_decrease: float | None = Field(default=None, gt=0)
+    max_relative_decrease: float | None = Field(default=None, gt=0, lt=1)
+    alpha: Alpha = 0.05
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in RANKING_METRICS:
+            raise ValueError(f"unknown ranking metric {value!r}; known: {', '.join(RANKING_METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_tolerance(self) -> RankingJudge:
+        if self.max_decrease is not None and self.max_relative_decrease is not None:
+            raise ValueError("give max_decrease or max_relative_decrease, not both")
+        if self.max_decrease is None and self.max_relative_decrease is None:
+            object.__setattr__(self, "max_relative_decrease", 0.05)
+        return self
+
+
 class Ceiling(_Model):
     """An absolute bound on the candidate alone."""
 
@@ -305,8 +335,9 @@ class GuardsSpec(_Model):
 
 class JudgeSpec(_Model):
     """How a canary is judged: candidate against champion over the same windows, at every
-    window. Leave a criterion out with ``null``. ``reward`` is judged by default once
-    feedback carries rewards; ``reward: null`` turns that off."""
+    window. Leave a criterion out with ``null``. ``reward`` (and, for a ranker, ``ranking``)
+    is judged by default once feedback carries rewards (ranking feedback); ``null`` turns
+    that off."""
 
     error_rate: ErrorRateJudge | None = ErrorRateJudge()
     latency_p99_ms: LatencyJudge | None = LatencyJudge()
@@ -314,6 +345,7 @@ class JudgeSpec(_Model):
     mae: RegressionJudge | None = None
     rmse: RegressionJudge | None = None
     reward: RewardJudge | None = None
+    ranking: RankingJudge | None = None
     guards: GuardsSpec = GuardsSpec()
     min_requests: int = Field(default=100, ge=0)
     min_labels: int = Field(default=100, ge=0)
@@ -324,6 +356,12 @@ class JudgeSpec(_Model):
     def reward_by_default(self) -> bool:
         """True when the spec did not name reward: it is judged once rewards arrive."""
         return "reward" not in self.model_fields_set
+
+    @property
+    def ranking_by_default(self) -> bool:
+        """True when the spec did not name ranking: NDCG@10 is judged once ranking feedback
+        arrives."""
+        return "ranking" not in self.model_fields_set
 
     @property
     def labels_delay(self) -> float:
