@@ -279,6 +279,26 @@ def test_a_model_yaml_beside_a_file_declares_the_signature(server: ServerProcess
     assert "features" in wrong.json()["expected"]
 
 
+def test_a_model_yaml_may_say_the_task_of_an_artifact_that_carries_its_signature(
+        server: ServerProcess, files: Files, tmp_path: Path) -> None:
+    # a classifier's probability used as one score per (query, item) row: a ranker, by declaration
+    (tmp_path / "ok").mkdir()
+    scorer = tmp_path / "ok" / "scorer.skops"
+    scorer.write_bytes(files.lr2.read_bytes())
+    (tmp_path / "ok" / "scorer.skops.yaml").write_text("task: ranking\n")
+    data = cli_json(server, "models", "push", scorer, "--name", "scorer")
+    assert isinstance(data, dict)
+    assert (data["signature"]["task"], data["task"]) == ("ranking", "ranking")
+    assert data["roles"] == {"label": "label", "probabilities": "probabilities"}  # inferred from the estimator's names
+    assert data["signature"]["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 30]}]
+    (tmp_path / "bad").mkdir()
+    wrong = tmp_path / "bad" / "scorer.skops"
+    wrong.write_bytes(files.lr2.read_bytes())
+    (tmp_path / "bad" / "scorer.skops.yaml").write_text("task: clustering\n")
+    refused = cli(server, "models", "push", wrong, "--name", "clusters", code=2)
+    assert "task 'clustering' is not one of classification, regression, ranking" in " ".join(refused.stderr.split())
+
+
 # ---- listing, aliases, events, status -----------------------------------------------------
 
 
