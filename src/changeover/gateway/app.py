@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import random
 import time
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 
 import anyio.to_thread
 import numpy as np
+import orjson
 from anyio import CapacityLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -22,9 +24,20 @@ from starlette.routing import Route
 
 from changeover.api.auth import AuthError, check_bearer
 from changeover.domain.policy import TrafficPolicy, route
+from changeover.domain.ranking_comparison import item_key
+from changeover.domain.ranking_feedback import relevance_by_item, relevant_not_served
 from changeover.domain.roles import output_roles
 from changeover.domain.signature import Signature, TensorSpec, datatype_of
-from changeover.errors import ChangeoverError, InvalidInput, LoadFailed, MalformedRequest, ModelNotFound, NotFound
+from changeover.errors import (
+    ChangeoverError,
+    InvalidInput,
+    InvalidRequest,
+    LoadFailed,
+    MalformedRequest,
+    ModelNotFound,
+    NotFound,
+    RequestNotFound,
+)
 from changeover.gateway import protocol
 from changeover.gateway.http import BodyTooLarge, error_response, json_response, read_infer_body, read_json
 from changeover.gateway.metrics import GatewayMetrics
@@ -132,6 +145,48 @@ def summarize(outputs: Mapping[str, np.ndarray], signature: Signature | None = N
     if number is not None and not np.isfinite(number):
         number = None
     return row, number
+
+
+RANKING_LABEL = "a list of clicked or relevant item ids, or an object item id → relevance (a number >= 0)"
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
+def ranking_label(output: Mapping[str, Any] | None, label: Any) -> int | None:
+    """For feedback on a ranker's answer (a logged ``ranking``): check the label and return how
+    many of its relevant items the served list did not contain; None for any other answer, or
+    no label. InvalidRequest (422, field ``label``) for a label that names no items, an id that
+    is not an int or a string, or a relevance that is not a number >= 0."""
+    served = (output or {}).get("ranking")
+    if label is None or not isinstance(served, list):
+        return None
+    if isinstance(label, dict):
+        for item, value in label.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise InvalidRequest("label", f"the relevance of item {item!r} must be a number >= 0, "
+                                              f"got {_json_text(value)}")
+    elif isinstance(label, list):
+        for position, item in enumerate(label):
+            try:
+                item_key(item)
+            except ValueError:
+                raise InvalidRequest("label", f"item ids are ints or strings; item {position} is "
+                                              f"{_json_text(item)}") from None
+    else:
+        raise InvalidRequest("label", f"feedback for a ranker is {RANKING_LABEL}; got {_json_text(label)}")
+    try:
+        relevance_by_item(label)  # the scorer's own check: what it refuses is refused here
+    except ValueError as exc:
+        raise InvalidRequest("label", str(exc)) from None
+    try:
+        return relevant_not_served(served, label)
+    except ValueError:  # the logged answer itself is not a list of ids: nothing to count against
+        return None
 
 
 class Gateway:
@@ -501,6 +556,10 @@ class Gateway:
         return json_response({"name": model, "ready": ready}, 200 if ready else 503)
 
     async def feedback(self, request: Request) -> Response:
+        """Join a label or a reward to a served request. For a ranker (its answer logged a
+        ``ranking``) the label is the clicked or relevant item ids, or an object item id →
+        relevance, checked by `ranking_label` (a 422 naming ``label``); the answer then says how
+        many relevant items the served list lacked (accepted: they count as relevant, not served)."""
         if self.settings.require_token_for_inference:
             try:
                 check_bearer(request.headers.get("authorization"), self.settings.token or "")
@@ -513,27 +572,36 @@ class Gateway:
             request_id = body.get("request_id")
             if not isinstance(request_id, str) or not request_id:
                 raise MalformedRequest("a non-empty string is required", "request_id")
-            if body.get("label") is None and body.get("reward") is None:
+            label = body.get("label")
+            if label is None and body.get("reward") is None:
                 raise MalformedRequest("one of label or reward is required", "label")
             reward = body.get("reward")
             if reward is not None and (isinstance(reward, bool) or not isinstance(reward, int | float)):
                 raise MalformedRequest("must be a number", "reward")
+
+            def join() -> tuple[bool, dict[str, Any], int | None]:
+                served = traffic.served_request(self.store, request_id)
+                if served is None:
+                    raise RequestNotFound(request_id)
+                missing = ranking_label(served.get("output"), label)
+                accepted, stored = traffic.add_feedback(self.store, request_id, label=label, reward=reward)
+                return accepted, stored, missing
+
             try:
-                accepted, stored = await anyio.to_thread.run_sync(
-                    lambda: traffic.add_feedback(self.store, request_id, label=body.get("label"), reward=reward)
-                )
+                accepted, stored, not_served = await anyio.to_thread.run_sync(join)
             except NotFound:
                 # the request may still sit in the writer's queue: flush once and look again
                 await anyio.to_thread.run_sync(self.writer.flush, 2.0)
-                accepted, stored = await anyio.to_thread.run_sync(
-                    lambda: traffic.add_feedback(self.store, request_id, label=body.get("label"), reward=reward)
-                )
+                accepted, stored, not_served = await anyio.to_thread.run_sync(join)
         except ChangeoverError as exc:
             self.metrics.feedback.labels("", "rejected").inc()
             return error_response(exc)
         self.metrics.feedback.labels(stored["model"], "accepted" if accepted else "duplicate").inc()
         if accepted:
-            return json_response({"request_id": request_id, "status": "accepted"}, 201)
+            answer: dict[str, Any] = {"request_id": request_id, "status": "accepted"}
+            if not_served is not None:
+                answer["relevant_not_served"] = not_served
+            return json_response(answer, 201)
         return json_response(
             {"request_id": request_id, "status": "duplicate",
              "detail": "feedback for this request was already received; the first one is kept",

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from changeover.domain.rollout_state import Phase
 from changeover.errors import NotFound
 from changeover.monitoring.drift_monitor import current_drift
-from changeover.monitoring.online import online_report
+from changeover.monitoring.online import RANKING_METRICS, online_report
 from changeover.store import tables as t
 from changeover.store.store import Store
 
@@ -30,7 +30,10 @@ __all__ = ["MonitoringMetrics", "latest_rollouts", "register_monitoring_metrics"
 
 log = logging.getLogger(__name__)
 
-ONLINE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2", "mape")
+ONLINE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2", "mape", *RANKING_METRICS)
+# per segment, a ranker's headline figures only: segments × metrics × versions stays small (the
+# segments themselves are bounded by online.MAX_SEGMENTS, the rest pooled under "(other)")
+SEGMENT_METRICS = ("precision_at_10", "recall_at_10", "ndcg_at_10", "ctr_at_10", "mrr")
 Labels = tuple[str, ...]
 
 
@@ -63,6 +66,9 @@ class MonitoringMetrics:
         self.online = _Family(Gauge(
             "changeover_online_metric", "Online metric from feedback over labelled requests",
             ["model", "version", "metric"], registry=r))
+        self.online_segment = _Family(Gauge(
+            "changeover_online_segment_metric", "Online ranking metric from feedback, per segment of the request log "
+            f"({', '.join(SEGMENT_METRICS)})", ["model", "version", "segment", "metric"], registry=r))
         self.labelled = _Family(Gauge(
             "changeover_online_labelled", "Requests with a label in the online window", ["model", "version"], registry=r))
         self.rollout_phase = _Family(Gauge(
@@ -110,8 +116,14 @@ class MonitoringMetrics:
             self.drift_share.replace(shares)
         if online is not None:
             values: dict[Labels, float] = {}
+            by_segment: dict[Labels, float] = {}
             labelled: dict[Labels, float] = {}
             for (model, version), figures in online.items():
+                for segment, seg in (figures.get("segments") or {}).items():
+                    for name in SEGMENT_METRICS:
+                        value = (seg.get("metrics") or {}).get(name)
+                        if isinstance(value, int | float) and math.isfinite(value):
+                            by_segment[(model, str(version), str(segment), name)] = float(value)
                 labelled[(model, str(version))] = float(figures.get("labelled") or 0)
                 metrics = dict(figures.get("metrics") or {})
                 if figures.get("mean_reward") is not None:
@@ -120,6 +132,7 @@ class MonitoringMetrics:
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         values[(model, str(version), name)] = float(value)
             self.online.replace(values)
+            self.online_segment.replace(by_segment)
             self.labelled.replace(labelled)
         if rollouts is not None:
             phases: dict[Labels, float] = {}

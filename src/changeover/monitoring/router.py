@@ -160,7 +160,7 @@ def make_monitoring_router(
         name: str,
         window: Duration = None,
         label_delay: Duration = None,
-        task: Annotated[str | None, Query(pattern="^(classification|regression)$")] = None,
+        task: Annotated[str | None, Query(pattern="^(classification|regression|ranking)$")] = None,
     ) -> Response:
         window_s = _duration("window", window, 3600.0)
         delay = _duration("label_delay", label_delay, 0.0)

@@ -373,6 +373,39 @@ function renderDrift(drift) {
     <table><thead><tr><th>column</th><th>test</th><th class="num">statistic</th><th class="num">p</th><th class="num">threshold</th><th></th><th class="num">PSI / limit</th><th class="num">n</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
+// a ranker's online figures (monitoring/online.py): means over scored requests, per version and segment
+const RANKING_SHOWN = [["ndcg_at_10", "NDCG@10"], ["ctr_at_10", "CTR@10"], ["precision_at_10", "P@10"],
+  ["recall_at_10", "R@10"], ["mrr", "MRR"]];
+
+function interval(ci) { return ci ? ` <span class="muted">[${fmt(ci[0])}, ${fmt(ci[1])}]</span>` : ""; }
+
+function rankingMain(v, f) {
+  const m = f.metrics || {};
+  const r = f.ranking || {};
+  if (!f.compared) {
+    return `<span class="muted">no ranking feedback scored yet${r.unscored ? ` (${esc(r.unscored)} label(s) name no items)` : ""}</span>`;
+  }
+  const ci = r.intervals || {};
+  return `<span class="online-ranking" data-version="${esc(v)}">NDCG@10 ${fmt(m.ndcg_at_10)}${interval(ci.ndcg_at_10)}
+    · CTR@10 ${fmt(m.ctr_at_10)}${interval(ci.ctr_at_10)}</span>`;
+}
+
+// below the table, one block per ranker version: every headline metric, overall and per segment
+function rankingDetails(v, f) {
+  const r = f.ranking || {};
+  const segments = Object.entries(f.segments || {});
+  const note = `<p class="muted">${esc(f.compared)} scored request(s), ${esc(r.with_relevant ?? 0)} with a relevant item;
+    ${esc(r.relevant_not_served ?? 0)} relevant item(s) not in the served list${r.unscored ? `; ${esc(r.unscored)} label(s) name no items` : ""}.
+    CTR@10 is clicks per request in the top 10.</p>`;
+  const cols = RANKING_SHOWN.map(([, name]) => `<th class="num">${esc(name)}</th>`).join("");
+  const line = (name, s) => `<tr><td>${esc(name)}</td><td class="num">${esc(s.compared)} / ${esc(s.requests)}</td>
+    ${RANKING_SHOWN.map(([key]) => `<td class="num">${fmt((s.metrics || {})[key])}</td>`).join("")}</tr>`;
+  const table = `<table class="online-segments" data-version="${esc(v)}"><thead><tr><th>segment</th><th class="num">scored</th>${cols}</tr></thead>
+    <tbody>${line("all", f)}${segments.map(([name, s]) => line(name, s)).join("")}</tbody></table>`;
+  const title = `v${esc(v)} ranking metrics${segments.length ? ` by segment (${segments.length})` : ""}`;
+  return details(`online-${v}`, title, note + table);
+}
+
 function renderOnline(online) {
   const box = $("online");
   if (!online || online.__error) { box.innerHTML = `<p class="muted">Online metrics unavailable.</p>`; return; }
@@ -381,11 +414,13 @@ function renderOnline(online) {
   const rows = versions.map(([v, f]) => {
     const m = f.metrics || {};
     const main = f.task === "classification" ? `accuracy ${pct(m.accuracy)}${m.accuracy_ci ? ` <span class="muted">[${pct(m.accuracy_ci[0])}, ${pct(m.accuracy_ci[1])}]</span>` : ""}`
-      : f.task === "regression" ? `MAE ${fmt(m.mae)} · RMSE ${fmt(m.rmse)}` : `<span class="muted">no labels yet</span>`;
+      : f.task === "regression" ? `MAE ${fmt(m.mae)} · RMSE ${fmt(m.rmse)}`
+      : f.task === "ranking" ? rankingMain(v, f) : `<span class="muted">no labels yet</span>`;
     return `<tr><td>${swatch(colour(v))} v${esc(v)}</td><td>${esc(f.task || "–")}</td><td class="num">${esc(f.labelled)} / ${esc(f.requests)}</td>
       <td>${main}</td><td class="num">${fmt(f.mean_reward)}</td></tr>`;
   }).join("");
-  box.innerHTML = `<table><thead><tr><th>version</th><th>task</th><th class="num">labelled</th><th>metric</th><th class="num">mean reward</th></tr></thead><tbody>${rows}</tbody></table>`;
+  const ranking = versions.filter(([, f]) => f.task === "ranking" && f.compared).map(([v, f]) => rankingDetails(v, f)).join("");
+  box.innerHTML = `<table><thead><tr><th>version</th><th>task</th><th class="num">labelled</th><th>metric</th><th class="num">mean reward</th></tr></thead><tbody>${rows}</tbody></table>${ranking}`;
 }
 
 function renderAlerts(alerts) {
