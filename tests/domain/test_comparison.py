@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy.stats import kendalltau
 
 from changeover.domain.comparison import (
     KNOWN_FIGURES,
@@ -15,8 +14,9 @@ from changeover.domain.comparison import (
     Comparison,
     Pair,
     infer_task,
-    judge_shadow,
 )
+from changeover.domain.ranking_comparison import kendall_tau_shared, rank_biased_overlap
+from changeover.domain.shadow_judgement import judge_shadow
 from changeover.domain.spec import Requirement
 
 
@@ -38,14 +38,22 @@ def built(pairs: list[Pair], **kwargs: Any) -> Comparison:
         ({"label": 1}, "classification"),
         ({"label": "cat", "probabilities": [0.2, 0.8]}, "classification"),
         ({"probabilities": [0.2, 0.8]}, "classification"),
-        ({"scores": [0.3, 0.1, 0.9]}, "ranking"),
+        ({"items": [3, 1, 2], "scores": [0.9, 0.5, 0.1]}, "ranking"),
         ({"ranking": ["b", "a"]}, "ranking"),
         ({"prediction": 3.5}, "regression"),
-        ({"output": 2}, "regression"),
+        ({"output": 2}, "regression"),  # the only output, one number per row: a prediction
+        ({"variable": [2.5]}, "regression"),  # [-1, 1] is one value per row too
+        ({"scores": [0.3, 0.1, 0.9]}, None),  # scores without a ranking of ids: no role, nothing to compare
+        ({"answer": "yes"}, None),
     ],
 )
-def test_infer_task(outputs: dict[str, Any], task: str) -> None:
+def test_infer_task(outputs: dict[str, Any], task: str | None) -> None:
     assert infer_task(outputs) == task
+
+
+def test_infer_task_reads_declared_roles() -> None:
+    assert infer_task({"recs": [3, 1], "s": [0.9, 0.1]}, {"recs": "ranking", "s": "scores"}) == "ranking"
+    assert infer_task({"recs": [3, 1]}, {"recs": None}) is None
 
 
 def test_classification_by_hand() -> None:
@@ -70,7 +78,7 @@ def test_classification_by_hand() -> None:
 @pytest.mark.parametrize(
     ("champion", "shadow", "agree", "diff"),
     [
-        ({"probabilities": 0.8}, {"probabilities": [[0.6, 0.4]]}, False, -0.4),  # one probability: the positive
+        ({"probabilities": [0.2, 0.8]}, {"probabilities": [[0.6, 0.4]]}, False, -0.4),  # a row of one row
         ({"probabilities": [0.1, 0.2, 0.7]}, {"label": 2, "probabilities": [0.1, 0.4, 0.5]}, True, -0.2),  # top
         ({"label": "cat"}, {"label": ["cat"]}, True, None),  # no probabilities: no score
         ({"label": 1, "probabilities": None}, {"label": 1.0}, True, None),
@@ -98,32 +106,118 @@ def test_regression_by_hand() -> None:
 
 def test_ranking_by_hand() -> None:
     comparison = built([
-        # top-3 {0,1,2} against {3,1,2}; Kendall tau of the scores: 1 concordant, 5 discordant of 6
-        pair(0, {"scores": [0.9, 0.8, 0.7, 0.1]}, {"scores": [0.1, 0.8, 0.7, 0.9]}),
-        # rankings: top-3 the same set; positions of a, b, c: (0, 1, 2) against (0, 2, 1)
+        # top-3 {1,2,3} against {4,2,3}; shared 2 and 3 in the same order: tau 1
+        pair(0, {"ranking": [1, 2, 3, 9]}, {"ranking": [4, 2, 3, 1]}),
+        # top-3 the same set; positions of a, b, c: (0, 1, 2) against (0, 2, 1): tau 1/3
         pair(1, {"ranking": ["a", "b", "c", "d"]}, {"ranking": ["a", "c", "b", "e"]}),
     ], k=3)
     o = comparison.figures()["overall"]
     assert comparison.task == "ranking"
-    assert o["overlap_at_k"] == pytest.approx((2 / 3 + 1) / 2)
-    assert o["rank_correlation"] == pytest.approx((-2 / 3 + 1 / 3) / 2)
+    assert o["overlap_at_3"] == pytest.approx((2 / 3 + 1) / 2)
+    assert o["kendall_tau"] == pytest.approx((1 + 1 / 3) / 2)
+    rbo = (rank_biased_overlap([1, 2, 3, 9], [4, 2, 3, 1], k=3) + rank_biased_overlap(list("abcd"), list("acbe"), k=3)) / 2
+    assert o["rbo"] == pytest.approx(rbo)
 
 
-@pytest.mark.parametrize(("items", "ties"), [(5, False), (40, True), (150, False), (400, True)])
-def test_rank_correlation_is_scipys_kendall_tau_b(items: int, ties: bool) -> None:
-    rng = np.random.default_rng(items)
-    x, y = rng.random(items), rng.random(items)
-    if ties:
-        x, y = np.round(x, 1), np.round(y, 1)
-    o = built([pair(0, {"scores": x.tolist()}, {"scores": y.tolist()})]).figures()["overall"]
-    assert o["rank_correlation"] == pytest.approx(kendalltau(x, y).statistic)
+def hand_ranker(shadow_items: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A champion answering items 1..10 and a shadow answering ``shadow_items`` with the very
+    same scores, position by position, each as the gateway summarises it."""
+    scores = [round(1.0 - i / 10, 2) for i in range(10)]
+    champion = {"items": list(range(1, 11)), "scores": scores, "ranking": list(range(1, 11))}
+    return champion, {"recs": shadow_items, "s": list(scores)}
+
+
+def test_a_ranker_is_compared_on_its_ids_not_on_the_positions_of_its_scores() -> None:
+    # the field report: overlap@10 read 100% (tau 1) where the ids overlap 40%
+    champion, shadow = hand_ranker([1, 2, 3, 4, 11, 12, 13, 14, 15, 16])
+    roles = {"items": "ranking", "scores": "scores"}
+    comparison = built([Pair("r0", champion, shadow, 10.0, 12.0, champion_roles=roles,
+                             shadow_roles={"recs": "ranking", "s": "scores"})])
+    o = comparison.figures()["overall"]
+    assert comparison.task == "ranking"
+    assert o["overlap_at_10"] == pytest.approx(0.4)  # {1, 2, 3, 4} of 10, whatever the scores say
+    assert o["kendall_tau"] == pytest.approx(1.0)  # the four shared items, in the same order
+    p = 0.9  # RBO_EXT of two 10-lists: X_d = d up to depth 4, then 4
+    agreement = [min(d, 4) / d for d in range(1, 11)]
+    expected = 4 / 10 * p**10 + (1 - p) / p * sum(a * p**d for d, a in enumerate(agreement, start=1))
+    assert o["rbo"] == pytest.approx(expected)
+    assert o["rbo"] == pytest.approx(0.66414, abs=1e-5)  # 1/9 · 4.72199 + 0.4 · 0.9^10, by hand
+    assert o["distribution_distance"] == 0.0  # the top scores are the same: the scores cannot tell them apart
 
 
 def test_ranking_without_a_defined_correlation_still_counts_overlap() -> None:
-    comparison = built([pair(0, {"scores": [0.5, 0.5]}, {"scores": [0.5, 0.5]})], k=10)
-    o = comparison.figures()["overall"]
-    assert o["overlap_at_k"] == 1.0  # k capped at the list length
-    assert o["rank_correlation"] is None
+    comparison = built([pair(0, {"ranking": [1, 2]}, {"ranking": [2, 3]})], k=10)
+    figures = comparison.figures()
+    o = figures["overall"]
+    assert o["overlap_at_10"] == 0.5  # k capped at the longer list's length
+    assert o["kendall_tau"] is None  # one shared item: no pair to order
+    assert "τ needs a pair" in figures["missing"]["kendall_tau"]
+    assert "role scores" in figures["missing"]["distribution_distance"]
+
+
+def test_rankings_per_segment() -> None:
+    comparison = built([
+        pair(0, {"ranking": [1, 2, 3, 4]}, {"ranking": [1, 2, 3, 4]}, segment="us"),
+        pair(1, {"ranking": [1, 2, 3, 4]}, {"ranking": [4, 3, 2, 1]}, segment="eu"),
+        pair(2, {"ranking": [1, 2, 3, 4]}, {"ranking": [5, 6, 7, 8]}, segment="eu"),
+    ])
+    figures = comparison.figures()
+    us, eu = figures["segments"]["us"], figures["segments"]["eu"]
+    assert (us["overlap_at_10"], us["rbo"], us["kendall_tau"]) == (1.0, 1.0, 1.0)
+    assert eu["overlap_at_10"] == 0.5 and eu["kendall_tau"] == -1.0  # only the reversed pair has a tau
+    assert eu["rbo"] == pytest.approx(rank_biased_overlap([1, 2, 3, 4], [4, 3, 2, 1]) / 2)
+    assert figures["worst_segment"] == {"segment": "eu", "by": "overlap_at_10", "value": 0.5,
+                                        "overall": pytest.approx(2 / 3), "pairs": 2}
+
+
+@pytest.mark.parametrize("items", [5, 40, 150])
+def test_kendall_tau_is_the_shared_items_tau(items: int) -> None:
+    rng = np.random.default_rng(items)
+    a, b = rng.permutation(items * 2)[:items].tolist(), rng.permutation(items * 2)[:items].tolist()
+    o = built([pair(0, {"ranking": a}, {"ranking": b})], k=items).figures()["overall"]
+    assert o["kendall_tau"] == pytest.approx(kendall_tau_shared(a, b, items))
+
+
+def test_outputs_are_matched_by_role_not_by_name_or_shape() -> None:
+    # an ONNX regressor's [-1, 1] output "variable" against a skops regressor's [-1] "prediction"
+    comparison = built([Pair(f"r{i}", {"variable": [c]}, {"prediction": s}, 10.0, 12.0,
+                             champion_roles={"variable": "prediction"}, shadow_roles={"prediction": "prediction"})
+                        for i, (c, s) in enumerate([(1.0, 1.5), (2.0, 2.0)])])
+    figures = comparison.figures()
+    assert figures["task"] == "regression" and figures["overall"]["compared"] == 2
+    assert figures["overall"]["abs_diff_mean"] == pytest.approx(0.25)
+    assert figures["missing"] == {}
+    # a classifier whose label is named otherwise
+    c = built([Pair("r", {"label": 1}, {"cls": [1]}, 1.0, 1.0, shadow_roles={"cls": "label"})]).figures()
+    assert c["overall"]["agreement"] == 1.0
+
+
+def test_a_shadow_answer_without_the_role_is_an_invalid_answer_and_says_why() -> None:
+    comparison = built([pair(0, {"prediction": 1.0}, {"other": "x"})])
+    figures = comparison.figures()
+    assert figures["overall"]["errors_by_kind"] == {"invalid": 1}
+    assert "shadow: no output of role prediction (1)" in figures["missing"]["abs_diff_mean"]
+
+
+def test_a_champion_answer_without_a_role_is_counted_not_compared() -> None:
+    figures = built([pair(0, {"scores": [0.2, 0.1]}, {"scores": [0.1, 0.2]})]).figures()
+    o = figures["overall"]
+    assert figures["task"] is None and (o["pairs"], o["compared"], o["shadow_errors"]) == (1, 0, 0)
+    assert "no output the shadow compares" in figures["missing"]["task"]
+
+
+def test_missing_says_why_for_every_figure_without_a_value() -> None:
+    empty = Comparison().figures()["missing"]
+    assert set(empty.values()) == {"no pairs yet"}
+    timeouts = built([pair(i, {"prediction": 1.0}, None, error="timeout", shadow_ms=None) for i in range(3)])
+    figures = timeouts.figures()
+    missing = figures["missing"]
+    assert missing["shadow_latency_p50_ms"] == "no shadow call finished (3 timeouts)"
+    assert missing["latency_ratio"] == "no shadow call finished (3 timeouts)"
+    assert missing["abs_diff_mean"] == "no pair compared of 3: 3 shadow errors (timeout 3)"
+    assert {name for name, value in figures["overall"].items() if value is None} <= set(missing)
+    zero = built([pair(0, {"prediction": 0.0}, {"prediction": 1.0})]).figures()["missing"]
+    assert zero["rel_diff_mean"].startswith("the champion predicted exactly 0")
 
 
 @pytest.mark.parametrize(
@@ -335,7 +429,8 @@ def test_judge_rejects_what_it_cannot_read(require: dict[str, Any], message: str
 def test_known_figures_are_the_figures_produced() -> None:
     produced: set[str] = set()
     for pairs in (traffic(50), [pair(0, {"prediction": 1.0}, {"prediction": 2.0})],
-                  [pair(0, {"scores": [0.1, 0.2]}, {"scores": [0.2, 0.1]})]):
+                  [pair(0, {"items": [1, 2, 3], "scores": [0.3, 0.2, 0.1]},
+                        {"items": [2, 1, 3], "scores": [0.4, 0.2, 0.1]})]):
         overall = built(pairs).figures()["overall"]
         produced |= {k for k, v in overall.items() if not isinstance(v, dict)}
         assert all(v is None or math.isfinite(v) for v in overall.values() if not isinstance(v, dict))

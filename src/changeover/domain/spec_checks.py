@@ -9,17 +9,22 @@ refuses (422), naming the field and why:
   caller passes the names the gate knows, `evaluation.metrics.metric_names`), or a comparison
   with something other than ``champion``.
 - ``shadow.require.<figure>``: a figure the shadow comparison does not measure
-  (`comparison.KNOWN_FIGURES`, and ``worst_segment_<figure>``), one it measures only for
-  another kind of model (``agreement`` on a regressor), or a rule other than min/max.
+  (`comparison.KNOWN_FIGURES`, its `FIGURE_ALIASES`, and ``worst_segment_<figure>``), one it
+  measures only for another kind of model (``agreement`` on a regressor; ``overlap_at_10``,
+  ``rbo``, ``kendall_tau`` on anything but a ranker that answers lists of item ids), or a rule
+  other than min/max.
 - ``canary.judge.label_accuracy``: needs a classifier, an output named ``label`` to compare
   with the feedback's labels. ``canary.judge.mae`` / ``canary.judge.rmse``: need a regressor,
   a numeric output and no ``label``.
 
-The kind of model is read from the candidate's declared outputs, as the shadow comparison reads
-answers (`comparison.infer_task`): ``label`` or ``probabilities`` make a classifier, a
-``scores`` or ``ranking`` output with a second dimension a ranker, anything else with a numeric
-output a regressor. A version that declares no outputs is of no known kind: only the names are
-checked.
+The kind of model is read from the candidate's declared outputs. For the canary's criteria
+(`model_task`): ``label`` or ``probabilities`` make a classifier, a ``scores`` or ``ranking``
+output with a second dimension a ranker, anything else with a numeric output a regressor. For the
+shadow's (`shadow_task`), as the shadow compares answers, by output role (`domain.roles`,
+declared or inferred): an output of role ``ranking`` makes a ranker, ``label`` or
+``probabilities`` a classifier, ``prediction`` a regressor — so a ``task: ranking`` model that
+scores one row at a time (a ``prediction``) is compared, and checked, as a regressor. A version
+that declares no outputs (or none with a role) is of no known kind: only the names are checked.
 """
 
 from __future__ import annotations
@@ -30,15 +35,17 @@ from typing import Any
 
 from changeover.domain.comparison import (
     CLASSIFICATION,
+    FIGURE_ALIASES,
     KNOWN_FIGURES,
     RANKING,
     REGRESSION,
     SEGMENT_PREFIX,
     TASK_FIGURES,
 )
+from changeover.domain.shadow_answers import task_of_answer
 from changeover.domain.signature import Signature
 
-__all__ = ["Problem", "model_task", "spec_problems"]
+__all__ = ["Problem", "model_task", "shadow_task", "spec_problems"]
 
 Problem = tuple[str, str]  # (field path, reason), as `spec.SpecError.problems`
 
@@ -58,6 +65,11 @@ def model_task(signature: Signature) -> str | None:
     if any(t.datatype not in NON_NUMERIC for t in outputs.values()):
         return REGRESSION
     return None
+
+
+def shadow_task(signature: Signature) -> str | None:
+    """The kind of answer the shadow compares for this signature, from its output roles."""
+    return task_of_answer({role: True for role in signature.output_roles().values() if role})
 
 
 def _outputs(signature: Signature) -> str:
@@ -94,10 +106,11 @@ def _shadow(shadow: Any, task: str | None, candidate: int | None, signature: Sig
     for name, rule in (getattr(shadow, "require", None) or {}).items():
         path = f"shadow.require.{name}"
         base = name.removeprefix(SEGMENT_PREFIX)
-        if base not in KNOWN_FIGURES:
+        if base not in KNOWN_FIGURES and base not in FIGURE_ALIASES:
             problems.append((path, _unknown(base, KNOWN_FIGURES, "shadow metric")
                              + f", each also as {SEGMENT_PREFIX}<metric> to judge the worst segment"))
             continue
+        base = FIGURE_ALIASES.get(base, base)
         given = _rule(rule)
         if set(given) - {"min", "max"}:
             problems.append((path, "a shadow requirement takes min and/or max (its figures already compare the "
@@ -105,8 +118,10 @@ def _shadow(shadow: Any, task: str | None, candidate: int | None, signature: Sig
         measured_for = [t for t, names in TASK_FIGURES.items() if base in names]
         if task is not None and base not in _ANY_TASK and task not in measured_for:
             who = f"v{candidate}" if candidate is not None else "the candidate"
-            problems.append((path, f"{base} is measured for {' and '.join(measured_for)} models only; {who} is a "
-                                   f"{task} model (outputs: {_outputs(signature)})"))
+            kind = ("rankers that answer lists of item ids (an output of role ranking)" if measured_for == [RANKING]
+                    else f"{' and '.join(measured_for)} models")
+            problems.append((path, f"{base} is measured for {kind} only; {who} is a {task} model "
+                                   f"(outputs: {_outputs(signature)})"))
     return problems
 
 
@@ -142,7 +157,7 @@ def spec_problems(spec: Any, signature: Signature, *, candidate: int | None = No
     if getattr(spec, "gate", None) is not None:
         problems += _gate(spec.gate, gate_metrics)
     if getattr(spec, "shadow", None) is not None:
-        problems += _shadow(spec.shadow, task, candidate, signature)
+        problems += _shadow(spec.shadow, shadow_task(signature), candidate, signature)
     if getattr(spec, "canary", None) is not None:
         problems += _canary(spec.canary, task, candidate, signature)
     return problems
