@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from changeover.domain.comparison import Comparison, Pair, judge_shadow
+from changeover.domain.comparison import Comparison, Pair
+from changeover.domain.shadow_judgement import coverage, judge_shadow
 from changeover.evaluation.shadow_report import render_shadow_html, summary_rows
 
 
@@ -55,8 +56,9 @@ def comparison(task: str, n: int = 300, segments: tuple[str, ...] = ("eu", "us")
         elif task == "regression":
             champion, shadow = {"prediction": 10 * x}, {"prediction": 10 * y}
         else:
-            champion = {"scores": [x, 1 - x, rng.random()]}
-            shadow = {"scores": [y, 1 - x, rng.random()]}
+            items = rng.sample(range(20), 3)
+            champion = {"items": items, "scores": sorted([x, 1 - x, rng.random()], reverse=True)}
+            shadow = {"items": items[:2] + [20 + i % 3], "scores": sorted([y, 1 - x, rng.random()], reverse=True)}
         error = "timeout" if i % 50 == 7 else None
         out.add(Pair(f"r{i}", champion, None if error else shadow, rng.uniform(5, 10),
                      None if error else rng.uniform(6, 14), error, segment))
@@ -125,9 +127,46 @@ def test_summary_rows_classification() -> None:
 
 def test_summary_rows_ranking_and_regression_and_empty() -> None:
     ranking = rows_of(comparison("ranking").figures())
-    assert "overlap@10" in ranking and "rank correlation (Kendall)" in ranking
+    assert ranking["overlap@10 (item ids)"] == "66.67%"  # two of three items kept
+    assert "rank-biased overlap (RBO, p 0.9)" in ranking and "Kendall τ on the shared items" in ranking
     regression = rows_of(comparison("regression").figures())
     assert "prediction difference, mean |Δ|" in regression and "relative difference, mean" in regression
     empty = rows_of(Comparison().figures())
     assert empty["task"] == "not known yet" and empty["pairs"].startswith("0 ")
     assert "worst segment" not in empty
+
+
+def dropped_most() -> dict[str, Any]:
+    """The field report's shadow: 600 calls mirrored at sample 1.0, 262 pairs, 338 dropped."""
+    c = Comparison()
+    for i in range(262):
+        c.add(Pair(f"r{i}", {"prediction": float(i)}, {"prediction": float(i)}, 5.0, 6.0))
+    figures = c.figures()
+    counts = {"ok": 262, "pool_busy": 300, "queue_full": 38}
+    figures["mirror"] = coverage(figures["overall"], counts) | {"sample": 1.0}
+    return figures
+
+
+def test_the_report_states_mirrored_compared_and_dropped_by_cause() -> None:
+    figures = dropped_most()
+    rows = rows_of(figures)
+    assert rows["mirrored"] == "600 calls at sample 1"
+    assert rows["compared"] == "262 (43.67% of mirrored)"
+    assert rows["dropped"] == "338: pool busy 300, queue full 38"
+    verdict = judge_shadow(figures, {"abs_diff_mean": {"max": 0.1}})
+    assert verdict["verdict"] == "inconclusive"
+    text = " ".join(parse(render_shadow_html("m", 1, 2, figures, verdict)).text)
+    assert "Verdict: INCONCLUSIVE" in text and "only 262 of 600 mirrored calls compared (43.7%)" in text
+    assert "Mirrored calls not compared" in text and "pool busy" in text
+
+
+def test_the_report_says_why_a_figure_is_missing() -> None:
+    c = Comparison()
+    for i in range(5):  # rankings without scores: nothing to draw a score distribution from
+        c.add(Pair(f"r{i}", {"ranking": [1, 2, 3]}, {"ranking": [3, 4, 5]}, 5.0, 6.0))
+    figures = c.figures()
+    rows = rows_of(figures)
+    assert rows["no kendall_tau"].startswith("no compared pair shares two items")
+    assert "role scores" in rows["no distribution_distance, ks_statistic"]
+    text = " ".join(parse(render_shadow_html("m", 1, 2, figures, None)).text)
+    assert "Missing figures" in text and "distribution_distance, ks_statistic" in text

@@ -1,7 +1,10 @@
 """A shadow comparison for people: a self-contained HTML report (every plot an embedded PNG), and
 the rows of a summary table (the CLI prints them with Rich).
 
-Both read only `Comparison.figures()` and, for the HTML, `judge_shadow`'s verdict."""
+Both read only `Comparison.figures()` (with ``mirror``, the calls mirrored, compared and dropped
+by cause, and ``missing``, why a figure has no value, as `control.shadow_analysis` adds them)
+and, for the HTML, `judge_shadow`'s verdict. Every figure without a value is listed with its
+reason; a report never leaves one out silently."""
 
 from __future__ import annotations
 
@@ -15,13 +18,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["render_shadow_html", "summary_rows"]
+__all__ = ["coverage_rows", "missing_rows", "render_shadow_html", "summary_rows"]
 
 _CHAMPION, _SHADOW = "#4c72b0", "#dd8452"
 _GOOD, _BAD, _UNSURE = "#2a9d4b", "#c0392b", "#7f7f7f"
-_KEY_FIGURE = {"classification": "agreement", "regression": "abs_diff_mean", "ranking": "overlap_at_k"}
-_HIGHER_IS_BETTER = {"agreement": True, "abs_diff_mean": False, "overlap_at_k": True}
-_PERCENT = ("_rate", "agreement", "overlap_at_k", "label_shift", "rel_diff")
+_KEY_FIGURE = {"classification": "agreement", "regression": "abs_diff_mean", "ranking": "overlap_at_{k}"}
+_LOWER_IS_BETTER = ("abs_diff_mean",)
+_PERCENT = ("_rate", "agreement", "overlap_at_", "label_shift", "rel_diff", "_share")
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
@@ -50,22 +53,53 @@ def _value(name: str, x: Any) -> str:
     return f"{x:.4g}"
 
 
+def _key_figure(figures: Mapping[str, Any]) -> str | None:
+    key = _KEY_FIGURE.get(figures.get("task") or "")
+    return None if key is None else key.format(k=figures.get("k") or 10)
+
+
+def _causes(by: Mapping[str, int]) -> str:
+    return ", ".join(f"{cause.replace('_', ' ')} {n}" for cause, n in sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+def coverage_rows(figures: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Mirrored, compared and dropped (by cause), when the figures carry the mirror's counts."""
+    m: Mapping[str, Any] | None = figures.get("mirror")
+    if not m:
+        return []
+    sample = f" at sample {m['sample']:g}" if isinstance(m.get("sample"), int | float) else ""
+    counted = "" if m.get("counted_by_mirror") else " (no counts from the gateways yet: pairs only)"
+    rows = [("mirrored", f"{m['mirrored']} calls{sample}{counted}"),
+            ("compared", f"{m['compared']} ({_value('_share', m.get('compared_share'))} of mirrored)"),
+            ("dropped", f"{m['dropped']}" + (f": {_causes(m['dropped_by'])}" if m.get("dropped_by") else ""))]
+    return rows
+
+
+def missing_rows(figures: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(figures, reason) for every figure without a value, those with the same reason together."""
+    grouped: dict[str, list[str]] = {}
+    for name, reason in (figures.get("missing") or {}).items():
+        grouped.setdefault(str(reason), []).append(name)
+    return [(", ".join(names), reason) for reason, names in grouped.items()]
+
+
 def summary_rows(figures: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(what, value) rows: the figures that matter for the shadow's task, then its worst segments."""
+    """(what, value) rows: what was mirrored and compared, the figures that matter for the shadow's
+    task, its worst segments, then every missing figure with its reason."""
     o: Mapping[str, Any] = figures.get("overall") or {}
     task = figures.get("task")
-    rows = [
-        ("task", task or "not known yet"),
-        ("pairs", f"{o.get('pairs', 0)} ({o.get('compared', 0)} answered by both)"),
-        ("shadow error rate", f"{_value('candidate_error_rate', o.get('candidate_error_rate'))} "
-                              f"({o.get('shadow_errors', 0)} errors, {o.get('timeouts', 0)} timeouts)"),
-    ]
+    rows = [("task", task or "not known yet"), *coverage_rows(figures),
+            ("pairs", f"{o.get('pairs', 0)} ({o.get('compared', 0)} answered by both)"),
+            ("shadow error rate", f"{_value('candidate_error_rate', o.get('candidate_error_rate'))} "
+                                  f"({o.get('shadow_errors', 0)} errors, {o.get('timeouts', 0)} timeouts)")]
     if task == "classification":
         rows += [("agreement", _value("agreement", o.get("agreement"))),
                  ("label shift", _value("label_shift", o.get("label_shift")))]
     if task == "ranking":
-        rows += [(f"overlap@{figures.get('k')}", _value("overlap_at_k", o.get("overlap_at_k"))),
-                 ("rank correlation (Kendall)", _value("rank_correlation", o.get("rank_correlation")))]
+        k = figures.get("k") or 10
+        rows += [(f"overlap@{k} (item ids)", _value("overlap_at_", o.get(f"overlap_at_{k}"))),
+                 ("rank-biased overlap (RBO, p 0.9)", _value("rbo", o.get("rbo"))),
+                 ("Kendall τ on the shared items", _value("kendall_tau", o.get("kendall_tau")))]
     if o.get("abs_diff_mean") is not None:
         what = "probability" if task == "classification" else "prediction"
         rows.append((f"{what} difference, mean |Δ|", f"{_value('', o['abs_diff_mean'])} "
@@ -87,6 +121,8 @@ def summary_rows(figures: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("slowest segment", f"{slow['segment']}: p50 {_value('_ms', slow['shadow_latency_p50_ms'])} "
                                         f"vs {_value('_ms', slow['champion_latency_p50_ms'])} "
                                         f"({_value('ratio', slow['latency_ratio'])})"))
+    if o.get("pairs"):  # with no pair every figure is missing for the same reason, said above
+        rows += [(f"no {names}", reason) for names, reason in missing_rows(figures)]
     return rows
 
 
@@ -107,9 +143,17 @@ def render_shadow_html(model: str, champion: int, shadow: int, figures: Mapping[
         "its answers compared and never served.</p>",
         f'<div class="banner {escape(outcome)}">{escape(banner)}</div>',
     ]
+    if verdict and verdict.get("reason"):
+        parts.append(f"<p>{escape(str(verdict['reason']))}</p>")
     if checks:
         parts += ["<h2>Requirements</h2>", _checks_table(checks)]
     parts += ["<h2>Summary</h2>", _table(("figure", "value"), summary_rows(figures))]
+    mirror = figures.get("mirror") or {}
+    if mirror.get("dropped_by"):
+        parts += ["<h2>Mirrored calls not compared</h2>",
+                  _table(("cause", "calls"), [(c.replace("_", " "), str(n)) for c, n in mirror["dropped_by"].items()])]
+    if figures.get("missing"):
+        parts += ["<h2>Missing figures</h2>", _table(("figures", "why"), missing_rows(figures), numeric_from=2)]
     segments = figures.get("segments") or {}
     if segments:
         parts += ["<h2>Segments</h2>", _segments_table(figures)]
@@ -154,7 +198,7 @@ def _checks_table(checks: list[Mapping[str, Any]]) -> str:
 
 
 def _segments_table(figures: Mapping[str, Any]) -> str:
-    key = _KEY_FIGURE.get(figures.get("task") or "", "candidate_error_rate")
+    key = _key_figure(figures) or "candidate_error_rate"
     head = ("segment", "pairs", key.replace("_", " "), "shadow error rate", "shadow p50", "champion p50", "p50 ratio")
     rows = [
         (name, str(f["pairs"]), _value(key, f.get(key)), _value("candidate_error_rate", f["candidate_error_rate"]),
@@ -228,7 +272,7 @@ def _latency_plot(figures: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def _segments_plot(figures: Mapping[str, Any]) -> tuple[str, str] | None:
     segments: Mapping[str, Mapping[str, Any]] = figures.get("segments") or {}
-    key = _KEY_FIGURE.get(figures.get("task") or "")
+    key = _key_figure(figures)
     if not segments or key is None:
         return None
     names = list(segments)
@@ -246,7 +290,7 @@ def _segments_plot(figures: Mapping[str, Any]) -> tuple[str, str] | None:
         left.legend(fontsize=8)
     left.set_yticks(y, [_tex_safe(f"{n} ({segments[n]['pairs']})") for n in names], fontsize=8)
     left.invert_yaxis()
-    arrow = "↑" if _HIGHER_IS_BETTER[key] else "↓"
+    arrow = "↓" if key in _LOWER_IS_BETTER else "↑"
     left.set_xlabel(f"{key.replace('_', ' ')} {arrow}")
     right.barh(y, [np.nan if r is None else r for r in ratios], color=_SHADOW)
     right.axvline(1.0, color="black", linewidth=0.8)

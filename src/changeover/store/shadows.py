@@ -1,8 +1,11 @@
-"""Desired shadows (part of the traffic policy, so they survive a restart) and their pairs."""
+"""Desired shadows (part of the traffic policy, so they survive a restart), their pairs, and
+what the gateways' mirrors counted for each (``body["mirror"]``: outcome → calls, since the
+shadow started)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
@@ -22,7 +25,7 @@ def start_shadow(store: Store, model: str, version: int, *, sample: float, until
     now = time.time()
     body = {"active": True, "sample": sample, "until_requests": until_requests, "until_s": until_s,
             "segment": segment, "timeout_s": timeout_s, "require": require or {}, "owner": owner,
-            "started_at": now, "stopped_at": None, "verdict": None}
+            "started_at": now, "stopped_at": None, "verdict": None, "mirror": {}}
     exists = conn.execute(select(t.shadow_stats.c.model).where(
         and_(t.shadow_stats.c.model == model, t.shadow_stats.c.shadow_version == version))).first()
     if exists:
@@ -45,7 +48,7 @@ def stop_shadow(store: Store, model: str, version: int, *, actor: str, reason: s
         with store.tx() as c:
             return stop_shadow(store, model, version, actor=actor, reason=reason, verdict=verdict, conn=c)
     row = conn.execute(select(t.shadow_stats).where(
-        and_(t.shadow_stats.c.model == model, t.shadow_stats.c.shadow_version == version))).first()
+        and_(t.shadow_stats.c.model == model, t.shadow_stats.c.shadow_version == version)).with_for_update()).first()
     if row is None or not row.body.get("active"):
         return False
     body = dict(row.body) | {"active": False, "stopped_at": time.time(), "stop_reason": reason, "verdict": verdict}
@@ -64,6 +67,34 @@ def shadows(store: Store, model: str, *, active_only: bool = False) -> list[dict
                             .order_by(t.shadow_stats.c.started_at)).all()
     out = [{"version": r.shadow_version, **r.body} for r in rows]
     return [s for s in out if s["active"]] if active_only else out
+
+
+def shadow(store: Store, model: str, version: int) -> dict[str, Any] | None:
+    """One shadow (the latest run of this version), or None."""
+    with store.engine.connect() as conn:
+        row = conn.execute(select(t.shadow_stats).where(
+            and_(t.shadow_stats.c.model == model, t.shadow_stats.c.shadow_version == version))).first()
+    return None if row is None else {"version": row.shadow_version, **row.body}
+
+
+def add_mirror_counts(store: Store, counts: Mapping[tuple[str, int], Mapping[str, int]]) -> None:
+    """Add what one gateway's mirror counted, (model, version) → outcome → calls, to each active
+    shadow's running counts. Counts for a shadow that is stopped or unknown are left out: they
+    belong to no run (the verdict of a stopped one is already written)."""
+    if not counts:
+        return
+    now = time.time()
+    with store.tx() as conn:
+        for (model, version), by in counts.items():
+            where = and_(t.shadow_stats.c.model == model, t.shadow_stats.c.shadow_version == version)
+            row = conn.execute(select(t.shadow_stats).where(where).with_for_update()).first()
+            if row is None or not row.body.get("active"):
+                continue
+            mirror = dict(row.body.get("mirror") or {})
+            for outcome, n in by.items():
+                mirror[outcome] = int(mirror.get(outcome, 0)) + int(n)
+            conn.execute(update(t.shadow_stats).where(where).values(body=dict(row.body) | {"mirror": mirror},
+                                                                    updated_at=now))
 
 
 def policy_shadows(store: Store, model: str) -> tuple[Shadow, ...]:
