@@ -131,6 +131,7 @@ def test_all_errors_fail_after_one_window_at_one_percent() -> None:
     canary.add_window(25, 25, [])
     got = judge(base, canary, CONFIG, stages=2)
     assert by_name(got)["error_rate"].outcome == FAIL and got.outcome == FAIL
+    assert (by_name(got)["error_rate"].high or 0) <= 1.0  # a difference of two shares
 
 
 def test_silent_baseline_and_erring_canary_fails() -> None:

@@ -214,8 +214,9 @@ def _mean(m: Moments) -> _Mean:
 
 def _compare(name: str, c: _Mean, b: _Mean, harm_sign: float, tolerance: float,
              criterion: Criterion, config: JudgeConfig, minimum: int, stages: int, final: bool,
-             unit: Callable[[float], str], what: str) -> Check:
-    """The shared rule for means: harm = harm_sign × (canary − baseline)."""
+             unit: Callable[[float], str], what: str, share: bool = False) -> Check:
+    """The shared rule for means: harm = harm_sign × (canary − baseline). For a difference of
+    two shares (`share`) the interval is cut to [−1, 1], where the difference lies anyway."""
     alpha = criterion.alpha / stages
     ratio = b.n / c.n if c.n else 1.0
     var_c, var_b = max(c.var, 1e-12), max(b.var, 1e-12)
@@ -225,6 +226,8 @@ def _compare(name: str, c: _Mean, b: _Mean, harm_sign: float, tolerance: float,
     else:
         diff = _fixed_interval(c.mean - b.mean, var_c / c.n + var_b / b.n, alpha)
     harm = diff if harm_sign > 0 else Interval(-diff.estimate, -diff.high, -diff.low)
+    if share:
+        harm = Interval(harm.estimate, max(harm.low, -1.0), min(harm.high, 1.0))
     outcome, verdict, enough = _verdict(harm, tolerance, c.n, minimum, required, final,
                                         criterion.sequential)
     kind = "always-valid" if criterion.sequential else "fixed-horizon"
@@ -253,7 +256,7 @@ def _error_rate(b: ArmEvidence, c: ArmEvidence, crit: Criterion, config: JudgeCo
     return _compare("error_rate", _Mean(c.errors / c.requests, var_c, c.requests),
                     _Mean(b.errors / b.requests, var_b, b.requests), 1.0, tolerance, crit,
                     config, config.min_requests, stages, final, lambda x: f"{x:.3%}",
-                    "error rate")
+                    "error rate", share=True)
 
 
 def _label_accuracy(b: ArmEvidence, c: ArmEvidence, crit: Criterion, config: JudgeConfig,
@@ -264,7 +267,8 @@ def _label_accuracy(b: ArmEvidence, c: ArmEvidence, crit: Criterion, config: Jud
     tolerance = crit.tolerance if crit.tolerance is not None else 0.0
     return _compare("label_accuracy", _Mean(c.correct / c.labelled, var_c, c.labelled),
                     _Mean(b.correct / b.labelled, var_b, b.labelled), -1.0, tolerance, crit,
-                    config, config.min_labels, stages, final, lambda x: f"{x:.2%}", "accuracy")
+                    config, config.min_labels, stages, final, lambda x: f"{x:.2%}", "accuracy",
+                    share=True)
 
 
 def _regression(name: str, b: ArmEvidence, c: ArmEvidence, crit: Criterion,
