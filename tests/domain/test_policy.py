@@ -10,6 +10,7 @@ import pytest
 from changeover.domain.policy import (
     BUCKETS,
     ROUTE_HEADER,
+    Interleave,
     Override,
     Shadow,
     TrafficPolicy,
@@ -213,3 +214,47 @@ def test_policies_round_trip_and_list_their_versions() -> None:
     assert policy.loaded_versions == {1, 2, 3, 4, 9}
     assert policy.evolve(weights={}).serving_versions == {1, 4}
     assert TrafficPolicy.from_dict({"model": "m"}).sticky_key == "header:x-changeover-key"
+
+
+def test_an_interleave_entry_round_trips_and_keeps_the_candidate_loaded() -> None:
+    policy = TrafficPolicy(model="m", generation=3, champion=1, interleave=Interleave(1, 2, sample=0.2, k=5, timeout_s=0.5))
+    again = TrafficPolicy.from_dict(policy.to_dict())
+    assert again == policy and again.interleave == Interleave(1, 2, 0.2, 5, 0.5)
+    assert policy.serving_versions == {1} and policy.loaded_versions == {1, 2}
+    assert TrafficPolicy.from_dict({"model": "m", "champion": 1}).interleave is None
+
+
+@pytest.mark.parametrize("bad", [{"sample": 0.0}, {"sample": 1.5}, {"k": 0}, {"candidate": 1}])
+def test_an_impossible_interleave_is_refused(bad: dict[str, float]) -> None:
+    args = {"champion": 1, "candidate": 2} | bad
+    with pytest.raises(ValueError, match="interleave"):
+        Interleave(**args)  # type: ignore[arg-type]
+
+
+def test_interleaving_is_sticky_by_key_and_takes_its_share() -> None:
+    policy = TrafficPolicy(model="m", champion=1, interleave=Interleave(1, 2, sample=0.3))
+    chosen = {k: route(policy, keyed(k), RNG).interleave is not None for k in KEYS}
+    assert abs(sum(chosen.values()) / len(KEYS) - 0.3) < 0.03
+    assert all((route(policy, keyed(k), RNG).interleave is not None) == chosen[k] for k in KEYS[:500])
+    assert {route(policy, keyed(k), RNG).version for k in KEYS} == {1}  # the champion still serves
+    # without a key: a coin per request, in proportion
+    coins = [route(policy, reader(), random.Random(i)).interleave is not None for i in range(4000)]
+    assert abs(sum(coins) / 4000 - 0.3) < 0.03
+
+
+def test_interleaving_is_independent_of_the_canary_buckets() -> None:
+    # the users interleaved are not the lowest buckets (those the canary would take first)
+    policy = TrafficPolicy(model="m", champion=1, interleave=Interleave(1, 2, sample=0.1))
+    low = [k for k in KEYS if bucket_of("m", k) < BUCKETS // 10]
+    share = sum(route(policy, keyed(k), RNG).interleave is not None for k in low) / len(low)
+    assert 0.05 < share < 0.15
+
+
+def test_only_the_champion_serves_interleaved_lists() -> None:
+    rule = Interleave(1, 2, sample=1.0)
+    forced = TrafficPolicy(model="m", champion=1, interleave=rule,
+                           overrides=(Override(field="key", values=("qa",), version=2),))
+    assert route(forced, keyed("qa"), RNG).interleave is None  # pinned to the candidate
+    assert route(forced, keyed("u"), RNG).interleave == rule
+    moved = TrafficPolicy(model="m", champion=3, interleave=rule)  # a stale entry after a promotion
+    assert route(moved, keyed("u"), RNG).interleave is None

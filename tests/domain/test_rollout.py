@@ -19,7 +19,9 @@ from changeover.domain.rollout import (
     RolloutStatus,
     RunGate,
     SetWeight,
+    StartInterleave,
     StartShadow,
+    StopInterleave,
     StopShadow,
     decide,
     due_at,
@@ -283,7 +285,76 @@ COMMANDS = [
      T0 + BAKE, P.PAUSED, [K.PAUSED]),
 ]
 
-CASES = ROAD + COMMANDS
+IL = {"sample": 0.2, "k": 10, "until": {"requests": 500, "or_after": "1h"}}
+INTERLEAVE = spec_with(interleave=IL)
+INTERLEAVE_ONLY = spec_with(gate=None, shadow=None, interleave=IL)
+INTERLEAVE_PAUSE = spec_with(interleave=IL, canary={"steps": [10, 50], "on_inconclusive": "pause"})
+INTERLEAVE_NO_CANARY = spec_with(gate=None, shadow=None, canary=None, interleave=IL)
+INTERLEAVING = st(P.INTERLEAVING)
+PAUSED_INTERLEAVING = paused(P.INTERLEAVING)
+
+
+def il(requests: int, verdict: str | None = None, **more: Any) -> Observation:
+    return Ob(interleave_requests=requests, interleave_verdict=verdict, **more)
+
+
+INTERLEAVING_CASES = [
+    ("shadow pass->interleaving", INTERLEAVE, SHADOWING,
+     Ob(shadow_requests=1000, shadow_verdict="pass"), T0 + 60, P.INTERLEAVING,
+     [StopShadow(), K.SHADOW_PASSED, StartInterleave(0.2, 10), K.INTERLEAVE_STARTED]),
+    ("pending, interleave first->interleaving", INTERLEAVE_ONLY, PENDING, Ob(), T0,
+     P.INTERLEAVING, [StartInterleave(0.2, 10), K.INTERLEAVE_STARTED]),
+    ("gate pass, no shadow->interleaving", spec_with(shadow=None, interleave=IL), GATING,
+     Ob(gate="pass"), T0 + 5, P.INTERLEAVING, [K.GATE_PASSED, StartInterleave(0.2, 10),
+                                               K.INTERLEAVE_STARTED]),
+    ("interleaving collects", INTERLEAVE, INTERLEAVING, il(499, "inconclusive"), T0 + 60,
+     P.INTERLEAVING, []),
+    ("an early pass waits for until", INTERLEAVE, INTERLEAVING, il(10, "pass"), T0 + 60,
+     P.INTERLEAVING, []),
+    ("until reached, no look yet", INTERLEAVE, INTERLEAVING, il(500), T0 + 60, P.INTERLEAVING, []),
+    ("until.requests reached, pass->progressing", INTERLEAVE, INTERLEAVING, il(500, "pass"),
+     T0 + 60, P.PROGRESSING,
+     [StopInterleave(), K.INTERLEAVE_PASSED, SetWeight(10.0), K.STEP_STARTED]),
+    ("until.or_after elapsed, pass->progressing", INTERLEAVE, INTERLEAVING, il(3, "pass"),
+     T0 + 3600, P.PROGRESSING,
+     [StopInterleave(), K.INTERLEAVE_PASSED, SetWeight(10.0), K.STEP_STARTED]),
+    ("pass, no canary->promoting", INTERLEAVE_NO_CANARY, INTERLEAVING, il(500, "pass"), T0 + 60,
+     P.PROMOTING, [StopInterleave(), K.INTERLEAVE_PASSED, K.PROMOTE_STARTED]),
+    ("a fail at any look->rolled back", INTERLEAVE, INTERLEAVING, il(40, "fail"), T0 + 60,
+     P.ROLLED_BACK, [StopInterleave(), Rollback, K.INTERLEAVE_FAILED]),
+    ("inconclusive at the end, on_inconclusive rollback->rolled back", INTERLEAVE, INTERLEAVING,
+     il(500, "inconclusive"), T0 + 60, P.ROLLED_BACK,
+     [StopInterleave(), Rollback, K.INTERLEAVE_INCONCLUSIVE]),
+    ("inconclusive at the end, on_inconclusive pause->paused", INTERLEAVE_PAUSE, INTERLEAVING,
+     il(500, "inconclusive"), T0 + 60, P.PAUSED, [K.INTERLEAVE_INCONCLUSIVE]),
+    ("inconclusive at the end, no canary->paused", INTERLEAVE_NO_CANARY, INTERLEAVING,
+     il(500, "inconclusive"), T0 + 60, P.PAUSED, [K.INTERLEAVE_INCONCLUSIVE]),
+    ("paused interleaving ignores a pass", INTERLEAVE, PAUSED_INTERLEAVING, il(900, "pass"),
+     T0 + 9, P.PAUSED, []),
+    ("paused interleaving fail->rolled back", INTERLEAVE, PAUSED_INTERLEAVING, il(90, "fail"),
+     T0 + 9, P.ROLLED_BACK, [StopInterleave(), Rollback, K.INTERLEAVE_FAILED]),
+    ("a shadow verdict does not judge the interleaving", INTERLEAVE, INTERLEAVING,
+     Ob(interleave_requests=500, shadow_verdict="fail"), T0 + 60, P.INTERLEAVING, []),
+    ("the spec lost its interleave->progressing", FULL, INTERLEAVING, il(0), T0 + 60,
+     P.PROGRESSING, [StopInterleave(), SetWeight(10.0), K.STEP_STARTED]),
+    ("pause interleaving", INTERLEAVE, INTERLEAVING, Ob(command="pause"), T0 + 9, P.PAUSED,
+     [K.PAUSED]),
+    ("resume->interleaving", INTERLEAVE, PAUSED_INTERLEAVING, Ob(command="resume"), T0 + 9,
+     P.INTERLEAVING, [K.RESUMED]),
+    ("abort interleaving", INTERLEAVE, INTERLEAVING, Ob(command="abort"), T0 + 9, P.ABORTED,
+     [StopInterleave(), K.ABORTED]),
+    ("abort paused interleaving", INTERLEAVE, PAUSED_INTERLEAVING, Ob(command="abort"), T0 + 9,
+     P.ABORTED, [StopInterleave(), K.ABORTED]),
+    ("promote interleaving", INTERLEAVE, INTERLEAVING, Ob(command="promote"), T0 + 9,
+     P.PROMOTING, [StopInterleave(), K.PROMOTE_STARTED]),
+    ("rollback interleaving", INTERLEAVE, INTERLEAVING, Ob(command="rollback"), T0 + 9,
+     P.ROLLED_BACK, [StopInterleave(), Rollback, K.ROLLED_BACK]),
+    ("an interleave fail beats promote", INTERLEAVE, INTERLEAVING,
+     il(50, "fail", command="promote"), T0 + 9, P.ROLLED_BACK,
+     [StopInterleave(), Rollback, K.INTERLEAVE_FAILED, K.COMMAND_REFUSED]),
+]
+
+CASES = ROAD + COMMANDS + INTERLEAVING_CASES
 IDS = [case[0] for case in CASES]
 
 
@@ -388,7 +459,8 @@ def test_status_round_trips_through_json() -> None:
 @pytest.mark.parametrize(
     "fields",
     [{"gate": "inconclusive"}, {"canary_verdict": "ok"}, {"shadow_verdict": "PASS"},
-     {"watch_verdict": "bad"}, {"command": "undo"}, {"shadow_requests": -1}],
+     {"watch_verdict": "bad"}, {"command": "undo"}, {"shadow_requests": -1},
+     {"interleave_verdict": "win"}, {"interleave_requests": -1}],
 )
 def test_an_observation_names_only_known_outcomes(fields: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -408,6 +480,8 @@ class World:
     commands: dict[float, str] = field(default_factory=dict)
     gate_ran: bool = False
     answers: dict[tuple[str, int], str] = field(default_factory=dict)
+    interleave_rate: float = 0.1  # interleaved requests with clicks per second
+    interleave_looks: list[str] = field(default_factory=list)  # one verdict per look, in order
 
     def observe(self, status: RolloutStatus, now: float) -> Observation:
         shadowing = P.SHADOWING in (status.phase, status.paused_from)
@@ -421,7 +495,11 @@ class World:
             canary = self.answer("canary", status.verdicts) if looked else "inconclusive"
         if P.WATCHING in (status.phase, status.paused_from) and self.script.get("watch"):
             watch = self.answer("watch", status.verdicts)
+        interleaving = P.INTERLEAVING in (status.phase, status.paused_from)
+        preference = self.interleave_looks.pop(0) if interleaving and self.interleave_looks else None
         return Observation(
+            interleave_requests=int((now - started) * self.interleave_rate) if interleaving else 0,
+            interleave_verdict=preference,
             gate=self.gate if self.gate_ran else None,
             shadow_requests=int((now - started) * self.shadow_rate) if shadowing else 0,
             shadow_verdict=self.answers.get(("shadow", status.verdicts)),
@@ -573,6 +651,38 @@ def test_a_long_outage_judges_once_and_bakes_the_next_step_in_full() -> None:
     (promoted_at,) = [now for now, a in done.log if isinstance(a, Promote)]
     assert promoted_at >= T0 + 5 * 3600 + BAKE  # the outage did not skip step 2's bake
     assert done.final.phase is P.PROMOTED
+
+
+def test_interleaving_counts_its_verdict_and_due_at_says_when_it_ends() -> None:
+    new, _ = decide(INTERLEAVE, INTERLEAVING, il(500, "pass"), T0 + 60)
+    assert new.verdicts == INTERLEAVING.verdicts + 1 and new.step_index == 0
+    assert due_at(INTERLEAVE, INTERLEAVING) == T0 + 3600
+    failed, _ = decide(INTERLEAVE, INTERLEAVING, il(40, "fail", interleave_reason="harm +0.2"), T0 + 60)
+    assert failed.verdicts == INTERLEAVING.verdicts + 1 and failed.weight == 0.0
+    assert "harm +0.2" in failed.message
+
+
+def test_interleaving_walk_between_shadow_and_canary() -> None:
+    world = World({"shadow": ["pass"], "canary": ["pass", "pass"], "watch": ["pass"]})
+    ticks = every(60)
+    world.interleave_looks = ["inconclusive"] * 5 + ["pass"] * 400
+    done = walk(INTERLEAVE, world, ticks)
+    assert done.final.phase is P.PROMOTED
+    assert done.states[:4] == [(P.GATING, -1), (P.SHADOWING, -1), (P.INTERLEAVING, -1),
+                               (P.PROGRESSING, 0)]
+    assert done.of(StartInterleave) == [StartInterleave(0.2, 10)]
+    assert done.of(StopInterleave) == [StopInterleave()]
+    # 500 clicked requests at 0.1/s: the pass acts at the first look past 5000 s... or at or_after
+    (started,) = [now for now, a in done.log if isinstance(a, StartInterleave)]
+    (stopped,) = [now for now, a in done.log if isinstance(a, StopInterleave)]
+    assert stopped - started == 3600.0  # or_after (1h) comes before 500 requests (5000 s)
+
+
+def test_an_interleaving_that_fails_rolls_back_before_any_canary_traffic() -> None:
+    world = World({"shadow": ["pass"]}, interleave_looks=["inconclusive"] * 3 + ["fail"])
+    done = walk(INTERLEAVE, world, every(60))
+    assert done.final.phase is P.ROLLED_BACK and done.of(SetWeight) == []
+    assert done.kinds()[-1] == K.INTERLEAVE_FAILED
 
 
 def test_all_names_exist() -> None:

@@ -246,6 +246,18 @@ BASE = {"model": "m", "candidate": "c"}
          "greater than 0"),
         ({"canary": {"on_inconclusive": "hope"}}, "canary.on_inconclusive", "'rollback' or 'pause'"),
         ({"canary": {"max_bake": "soon"}}, "canary.max_bake", "not a duration"),
+        ({"interleave": {"sample": 0.1}}, "interleave.until", "required"),
+        ({"interleave": {"until": {}}}, "interleave.until", "requests, or_after, or both"),
+        ({"interleave": {"sample": 0, "until": {"requests": 5}}}, "interleave.sample",
+         "greater than 0"),
+        ({"interleave": {"k": 0, "until": {"requests": 5}}}, "interleave.k", "greater than 0"),
+        ({"interleave": {"tolerance": 0.5, "until": {"requests": 5}}}, "interleave.tolerance",
+         "less than 0.5"),
+        ({"interleave": {"tolerance": -0.1, "until": {"requests": 5}}}, "interleave.tolerance",
+         "greater than or equal to 0"),
+        ({"interleave": {"alpha": 1, "until": {"requests": 5}}}, "interleave.alpha", "less than 1"),
+        ({"interleave": {"smaple": 0.1, "until": {"requests": 5}}}, "interleave.smaple",
+         "did you mean 'sample'?"),
     ],
 )
 def test_each_kind_of_wrong_spec_names_its_field(changes: dict, path: str, reason: str) -> None:
@@ -306,3 +318,13 @@ def test_route_header_overrides(override: dict, ok: bool) -> None:
         with pytest.raises(SpecError) as info:
             parse_spec(data)
         assert any(path.startswith("canary.overrides[0]") for path, _ in info.value.problems)
+
+
+def test_an_interleave_stage_has_sensible_defaults_and_round_trips() -> None:
+    spec = parse_spec({**BASE, "interleave": {"until": {"requests": 2000, "or_after": "2h"}}})
+    il = spec.interleave
+    assert il is not None
+    assert (il.sample, il.k, il.tolerance, il.alpha, il.min_decided, il.timeout) == (0.1, 10, 0.05, 0.05, 100, 1.0)
+    assert (il.until.requests, il.until.or_after) == (2000, 7200.0)
+    assert parse_spec(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert parse_spec(BASE).interleave is None

@@ -20,6 +20,8 @@ REGRESSOR = Signature(X, (TensorSpec("prediction", "FP64", (-1,)),))
 RANKER = Signature(X, (TensorSpec("scores", "FP32", (-1, 10)),))
 TEXT = Signature(X, (TensorSpec("answer", "BYTES", (-1,)),))
 UNDECLARED = Signature(X, ())
+LIST_RANKER = Signature(X, (TensorSpec("items", "INT64", (-1, 10), role="ranking"),
+                            TensorSpec("scores", "FP32", (-1, 10), role="scores")))
 
 # the gate's names for classification (evaluation.metrics.metric_names), as the API passes them
 CLASSIFICATION_GATE = ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "ece", "latency_p99_ms"]
@@ -88,6 +90,15 @@ CASES: list[tuple[str, Any, Signature, list[tuple[str, str]]]] = [
     ("label accuracy with probabilities only", spec(canary={"judge": {"label_accuracy": {}}}), PROBA_ONLY,
      [("canary.judge.label_accuracy", "needs a classifier")]),
     ("label accuracy when the outputs are not declared", spec(canary={"judge": {"label_accuracy": {}}}),
+     UNDECLARED, []),
+    ("interleaving a ranker that answers item ids", spec(interleave={"until": {"requests": 10}}),
+     LIST_RANKER, []),
+    ("interleaving a model without a ranking output", spec(interleave={"until": {"requests": 10}}),
+     REGRESSOR, [("interleave", "needs a ranker that answers lists of item ids (an output of role ranking, "
+                                "docs/models.md) to merge into the list a user sees; v2 answers prediction (FP64)")]),
+    ("interleaving a ranker that only scores", spec(interleave={"until": {"requests": 10}}), RANKER,
+     [("interleave", "an output of role ranking")]),
+    ("interleaving when the outputs are not declared", spec(interleave={"until": {"requests": 10}}),
      UNDECLARED, []),
     ("every problem at once", spec(
         gate=GATE | {"require": {"ndcg_at_10": {"min": 0.5}}},

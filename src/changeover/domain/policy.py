@@ -30,6 +30,36 @@ class Shadow:
 
 
 @dataclass(frozen=True)
+class Interleave:
+    """Team-draft interleaving: ``sample`` of the requests the champion serves by default
+    (sticky by the policy's sticky key when the request has one) are answered with one list
+    of ``k`` items merged from the champion's and the candidate's rankings."""
+
+    champion: int
+    candidate: int
+    sample: float = 0.1
+    k: int = 10
+    timeout_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.sample <= 1.0:
+            raise ValueError(f"interleave sample must lie in (0, 1], got {self.sample}")
+        if self.k <= 0:
+            raise ValueError(f"interleave k must be positive, got {self.k}")
+        if self.champion == self.candidate:
+            raise ValueError(f"interleave needs two versions, got v{self.champion} twice")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"champion": self.champion, "candidate": self.candidate, "sample": self.sample, "k": self.k,
+                "timeout_s": self.timeout_s}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Interleave:
+        return cls(int(data["champion"]), int(data["candidate"]), float(data.get("sample", 0.1)),
+                   int(data.get("k", 10)), float(data.get("timeout_s", 1.0)))
+
+
+@dataclass(frozen=True)
 class Override:
     """A feature-flag rule that forces a version.
 
@@ -58,6 +88,7 @@ class TrafficPolicy:
     sticky_key: str = DEFAULT_STICKY_KEY
     overrides: tuple[Override, ...] = ()
     warm: tuple[int, ...] = ()  # kept loaded though not routed (the old champion during watch)
+    interleave: Interleave | None = None
 
     def __post_init__(self) -> None:
         total = sum(self.weights.values())
@@ -74,7 +105,8 @@ class TrafficPolicy:
 
     @property
     def loaded_versions(self) -> set[int]:
-        return self.serving_versions | {s.version for s in self.shadows} | set(self.warm)
+        interleaved = {self.interleave.candidate} if self.interleave is not None else set()
+        return self.serving_versions | {s.version for s in self.shadows} | set(self.warm) | interleaved
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +118,7 @@ class TrafficPolicy:
             "sticky_key": self.sticky_key,
             "overrides": [o.to_dict() for o in self.overrides],
             "warm": list(self.warm),
+            "interleave": self.interleave.to_dict() if self.interleave is not None else None,
         }
 
     @classmethod
@@ -107,6 +140,7 @@ class TrafficPolicy:
                 for o in data.get("overrides") or ()
             ),
             warm=tuple(int(v) for v in data.get("warm") or ()),
+            interleave=Interleave.from_dict(data["interleave"]) if data.get("interleave") else None,
         )
 
     def evolve(self, **changes: Any) -> TrafficPolicy:
@@ -118,15 +152,29 @@ class Route:
     version: int
     shadows: tuple[Shadow, ...]
     reason: str  # "weight", "sticky", "override", "route-header", "champion"
+    interleave: Interleave | None = None  # set: answer with the champion's and candidate's lists merged
 
 
 FieldReader = Callable[[str], str | None]
 """Reads ``header:NAME`` / ``input:NAME`` / ``key`` from a request; None when absent."""
 
 
-def bucket_of(model: str, key: str) -> int:
-    digest = hashlib.blake2b(f"{model}\x00{key}".encode(), digest_size=8).digest()
+def bucket_of(model: str, key: str, salt: str = "") -> int:
+    text = f"{model}\x00{key}" + (f"\x00{salt}" if salt else "")
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % BUCKETS
+
+
+def interleaved(policy: TrafficPolicy, key: str | None, rng: random.Random) -> Interleave | None:
+    """The policy's interleaving when this request (served by the champion) is in its sample:
+    by the sticky key's own bucket (a hash apart from the canary's, so the same users stay
+    interleaved), or a coin when the request has no key."""
+    rule = policy.interleave
+    if rule is None or rule.champion != policy.champion:
+        return None
+    if key is not None:
+        return rule if bucket_of(policy.model, key, "interleave") < rule.sample * BUCKETS else None
+    return rule if rule.sample >= 1.0 or rng.random() < rule.sample else None
 
 
 def _override_route(policy: TrafficPolicy, read: FieldReader) -> tuple[int, str] | None:
@@ -163,4 +211,4 @@ def route(policy: TrafficPolicy, read: FieldReader, rng: random.Random | None = 
         low = high
     if policy.champion is None:
         raise LookupError(f"model {policy.model!r} has no champion")
-    return Route(policy.champion, shadows, "champion")
+    return Route(policy.champion, shadows, "champion", interleaved(policy, key, rng))

@@ -4,7 +4,7 @@
 and keeps no memory outside ``status``, so a controller that is killed and restarted with
 the persisted status neither repeats nor skips a step. The road:
 
-    pending -> gating -> shadowing -> progressing (step, bake, judge; ...) -> promoting
+    pending -> gating -> shadowing -> interleaving -> progressing (step, bake, judge; ...) -> promoting
             -> watching -> promoted
 
 Sections the spec leaves out are skipped. A failed gate ends in ``failed`` (no traffic ever
@@ -34,11 +34,13 @@ from changeover.domain.rollout_state import (
     RolloutStatus,
     RunGate,
     SetWeight,
+    StartInterleave,
     StartShadow,
+    StopInterleave,
     StopShadow,
     Verdict,
 )
-from changeover.domain.spec import RolloutSpec, format_duration
+from changeover.domain.spec import RolloutSpec, ShadowUntil, format_duration
 
 __all__ = [
     "Action",
@@ -55,7 +57,9 @@ __all__ = [
     "RolloutStatus",
     "RunGate",
     "SetWeight",
+    "StartInterleave",
     "StartShadow",
+    "StopInterleave",
     "StopShadow",
     "TERMINAL_PHASES",
     "Verdict",
@@ -66,7 +70,8 @@ __all__ = [
 Decision = tuple[RolloutStatus, list[Action]]
 
 # The road, in order; `_enter_after` walks it to skip the sections a spec leaves out.
-_ROAD = (Phase.PENDING, Phase.GATING, Phase.SHADOWING, Phase.PROGRESSING, Phase.PROMOTING)
+_ROAD = (Phase.PENDING, Phase.GATING, Phase.SHADOWING, Phase.INTERLEAVING, Phase.PROGRESSING,
+         Phase.PROMOTING)
 
 
 def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: float) -> Decision:
@@ -90,6 +95,8 @@ def due_at(spec: RolloutSpec, status: RolloutStatus) -> float | None:
     """When the clock alone will next make ``decide`` move (a controller can sleep till then)."""
     if status.phase is Phase.SHADOWING and spec.shadow and spec.shadow.until.or_after:
         return _started(status) + spec.shadow.until.or_after
+    if status.phase is Phase.INTERLEAVING and spec.interleave and spec.interleave.until.or_after:
+        return _started(status) + spec.interleave.until.or_after
     if status.phase is Phase.PROGRESSING and spec.canary is not None:
         return _judge_at(spec, status)
     if status.phase is Phase.WATCHING:
@@ -112,6 +119,8 @@ def _advance(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: fl
         return new, [Emit(EventKind.GATE_PASSED, "the offline gate passed"), *actions]
     if phase is Phase.SHADOWING:
         return _shadowing(spec, status, obs, now)
+    if phase is Phase.INTERLEAVING:
+        return _interleaving(spec, status, obs, now)
     if phase is Phase.PROGRESSING:
         return _progressing(spec, status, obs, now)
     if phase is Phase.PROMOTING:
@@ -132,6 +141,12 @@ def _enter_after(spec: RolloutSpec, status: RolloutStatus, after: Phase, now: fl
             message = f"shadowing {shadow.sample * 100:g}% of requests until {_until(spec)}"
             new = _moved(status, now, Phase.SHADOWING, message)
             return new, [StartShadow(shadow.sample), Emit(EventKind.SHADOW_STARTED, message)]
+        if phase is Phase.INTERLEAVING and spec.interleave is not None:
+            il = spec.interleave
+            message = (f"interleaving {il.sample * 100:g}% of requests (top {il.k}, team draft) "
+                       f"until {_ends(il.until)}")
+            new = _moved(status, now, Phase.INTERLEAVING, message)
+            return new, [StartInterleave(il.sample, il.k), Emit(EventKind.INTERLEAVE_STARTED, message)]
         if phase is Phase.PROGRESSING and spec.canary is not None:
             return _enter_step(spec, status, 0, now)
     return _enter_promotion(spec, status, now)
@@ -158,6 +173,34 @@ def _shadowing(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: 
     new, actions = _enter_after(spec, counted, Phase.SHADOWING, now)
     passed = Emit(EventKind.SHADOW_PASSED, f"the shadow passed after {seen}")
     return new, [StopShadow(), passed, *actions]
+
+
+def _interleaving(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: float) -> Decision:
+    # A fail acts at any look (`_failure`); a pass or an inconclusive end once `until` is reached.
+    if spec.interleave is None:  # the spec changed under a running rollout: nothing to judge
+        new, actions = _enter_after(spec, status, Phase.INTERLEAVING, now)
+        return new, [StopInterleave(), *actions]
+    until = spec.interleave.until
+    enough = until.requests is not None and obs.interleave_requests >= until.requests
+    late = until.or_after is not None and now >= _started(status) + until.or_after
+    if not (enough or late) or obs.interleave_verdict is None:
+        return status, []
+    counted = replace(status, verdicts=status.verdicts + 1)
+    seen = f"{obs.interleave_requests} interleaved requests with clicks"
+    why = f": {obs.interleave_reason}" if obs.interleave_reason else ""
+    if obs.interleave_verdict == Verdict.PASS:
+        new, actions = _enter_after(spec, counted, Phase.INTERLEAVING, now)
+        passed = Emit(EventKind.INTERLEAVE_PASSED, f"the interleaving passed after {seen}{why}")
+        return new, [StopInterleave(), passed, *actions]
+    rule = spec.canary.on_inconclusive if spec.canary is not None else "pause"
+    if rule == "rollback":
+        message = (f"the interleaving is inconclusive after {seen}: rolling back "
+                   f"(canary.on_inconclusive: rollback){why}")
+        return _rolled_back(counted, now, message, EventKind.INTERLEAVE_INCONCLUSIVE)
+    message = (f"the interleaving is inconclusive after {seen}: a person decides "
+               f"(resume interleaves again; promote, rollback or abort){why}")
+    new = _paused(counted, now, PauseReason.INCONCLUSIVE, message)
+    return new, [Emit(EventKind.INTERLEAVE_INCONCLUSIVE, message)]
 
 
 def _progressing(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: float) -> Decision:
@@ -269,6 +312,11 @@ def _failure(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: fl
     if active is Phase.SHADOWING and obs.shadow_verdict == Verdict.FAIL:
         message = f"the shadow failed after {obs.shadow_requests} mirrored requests: rolling back"
         return _rolled_back(counted, now, message, EventKind.SHADOW_FAILED)
+    if active is Phase.INTERLEAVING and obs.interleave_verdict == Verdict.FAIL:
+        why = f": {obs.interleave_reason}" if obs.interleave_reason else ""
+        message = (f"the interleaving failed after {obs.interleave_requests} interleaved requests "
+                   f"with clicks: the champion is preferred; rolling back{why}")
+        return _rolled_back(counted, now, message, EventKind.INTERLEAVE_FAILED)
     why = f": {obs.canary_reason}" if obs.canary_reason else ""
     if active is Phase.PROGRESSING and obs.canary_verdict == Verdict.FAIL:
         message = f"{_step_name(spec, status)} failed: rolling back to the champion{why}"
@@ -280,7 +328,7 @@ def _failure(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: fl
 
 
 def _rolled_back(status: RolloutStatus, now: float, message: str, kind: str) -> Decision:
-    actions: list[Action] = [StopShadow()] if _shadow_on(status) else []
+    actions = _stops(status)
     new = _ended(status, now, Phase.ROLLED_BACK, message, weight=0.0)
     return new, [*actions, Rollback(message), Emit(kind, message)]
 
@@ -305,7 +353,7 @@ def _command(spec: RolloutSpec, status: RolloutStatus, command: Command, now: fl
         why = "the candidate is already champion: use rollback"
         return status, [_refused(command, why)]
     if command is Command.ABORT:
-        actions: list[Action] = [StopShadow()] if _shadow_on(status) else []
+        actions = _stops(status)
         actions += [SetWeight(0.0)] if status.weight > 0 else []
         message = f"aborted by a person in {phase}: all traffic back to the champion"
         new = _ended(status, now, Phase.ABORTED, message, weight=0.0)
@@ -313,7 +361,7 @@ def _command(spec: RolloutSpec, status: RolloutStatus, command: Command, now: fl
     # promote: skip whatever is left before promotion
     if phase is Phase.PROMOTING:
         return status, [_refused(command, "the rollout is already promoting")]
-    actions = [StopShadow()] if _shadow_on(status) else []
+    actions = _stops(status)
     message = f"promote asked by a person in {phase}: promoting candidate {spec.candidate}"
     new = _moved(status, now, Phase.PROMOTING, message)
     return new, [*actions, Emit(EventKind.PROMOTE_STARTED, message)]
@@ -367,6 +415,15 @@ def _shadow_on(status: RolloutStatus) -> bool:
     return Phase.SHADOWING in (status.phase, status.paused_from)
 
 
+def _stops(status: RolloutStatus) -> list[Action]:
+    """What an end (or a promotion) turns off: the shadow or the interleaving, if one runs."""
+    if _shadow_on(status):
+        return [StopShadow()]
+    if Phase.INTERLEAVING in (status.phase, status.paused_from):
+        return [StopInterleave()]
+    return []
+
+
 def _started(status: RolloutStatus) -> float:
     return status.phase_started_at if status.phase_started_at is not None else 0.0
 
@@ -389,7 +446,10 @@ def _step_name(spec: RolloutSpec, status: RolloutStatus) -> str:
 
 def _until(spec: RolloutSpec) -> str:
     assert spec.shadow is not None
-    until = spec.shadow.until
+    return _ends(spec.shadow.until)
+
+
+def _ends(until: ShadowUntil) -> str:
     ends = [f"{until.requests} requests"] if until.requests else []
     ends += [format_duration(until.or_after)] if until.or_after else []
     return " or ".join(ends)

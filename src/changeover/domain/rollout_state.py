@@ -27,7 +27,9 @@ __all__ = [
     "RolloutStatus",
     "RunGate",
     "SetWeight",
+    "StartInterleave",
     "StartShadow",
+    "StopInterleave",
     "StopShadow",
     "TERMINAL_PHASES",
     "Verdict",
@@ -38,6 +40,7 @@ class Phase(StrEnum):
     PENDING = "pending"
     GATING = "gating"
     SHADOWING = "shadowing"
+    INTERLEAVING = "interleaving"
     PROGRESSING = "progressing"
     PAUSED = "paused"
     PROMOTING = "promoting"
@@ -81,6 +84,10 @@ class EventKind(StrEnum):
     SHADOW_PASSED = "shadow.passed"
     SHADOW_FAILED = "shadow.failed"
     SHADOW_INCONCLUSIVE = "shadow.inconclusive"
+    INTERLEAVE_STARTED = "interleave.started"
+    INTERLEAVE_PASSED = "interleave.passed"
+    INTERLEAVE_FAILED = "interleave.failed"
+    INTERLEAVE_INCONCLUSIVE = "interleave.inconclusive"
     STEP_STARTED = "step.started"
     STEP_PASSED = "step.passed"
     STEP_FAILED = "step.failed"
@@ -165,6 +172,12 @@ class Observation:
     canary_verdict, watch_verdict: the judge's look now, over everything since the canary
         (or the watch) began (None while there is nothing to look at); a "fail" is acted on
         whenever it comes, a "pass" only once the bake is over.
+    interleave_requests: interleaved requests with click feedback counted since
+        ``status.phase_started_at`` (what ``interleave.until.requests`` counts).
+    interleave_verdict: the preference judge's look now, over everything since the
+        interleaving began (None while there is nothing to look at); a "fail" is acted on
+        whenever it comes, a "pass" or "inconclusive" only once ``until`` is reached.
+    interleave_reason: that look's reason, in words.
     canary_enough: the canary has the samples a conclusion needs; an inconclusive look at
         the end of a bake then extends it, otherwise the step waits for samples.
     canary_reason: the look's reasons, in words, for the audit trail and the status.
@@ -180,17 +193,20 @@ class Observation:
     command: str | None = None
     canary_enough: bool = True
     canary_reason: str = ""
+    interleave_requests: int = 0
+    interleave_verdict: str | None = None
+    interleave_reason: str = ""
 
     def __post_init__(self) -> None:
         if self.gate not in _GATE:
             raise ValueError(f"gate must be pass, fail or None, not {self.gate!r}")
-        for name in ("shadow_verdict", "canary_verdict", "watch_verdict"):
+        for name in ("shadow_verdict", "canary_verdict", "watch_verdict", "interleave_verdict"):
             if getattr(self, name) not in _VERDICTS:
                 raise ValueError(f"{name} must be pass, fail, inconclusive or None")
         if self.command not in _COMMANDS:
             raise ValueError(f"unknown command {self.command!r}")
-        if self.shadow_requests < 0:
-            raise ValueError("shadow_requests must not be negative")
+        if self.shadow_requests < 0 or self.interleave_requests < 0:
+            raise ValueError("shadow_requests and interleave_requests must not be negative")
 
 
 @dataclass(frozen=True)
@@ -208,6 +224,20 @@ class StartShadow:
 @dataclass(frozen=True)
 class StopShadow:
     """Stop mirroring requests to the candidate."""
+
+
+@dataclass(frozen=True)
+class StartInterleave:
+    """Interleave this fraction of the model's requests: the user sees one list of `k` items
+    drawn from the champion's and the candidate's rankings (team draft)."""
+
+    sample: float
+    k: int
+
+
+@dataclass(frozen=True)
+class StopInterleave:
+    """Stop interleaving: the champion alone answers again."""
 
 
 @dataclass(frozen=True)
@@ -253,5 +283,6 @@ class Emit:
 
 
 Action = (
-    RunGate | StartShadow | StopShadow | SetWeight | Judge | Promote | Rollback | FinishWatch | Emit
+    RunGate | StartShadow | StopShadow | StartInterleave | StopInterleave | SetWeight | Judge | Promote
+    | Rollback | FinishWatch | Emit
 )

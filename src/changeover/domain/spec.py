@@ -33,6 +33,7 @@ __all__ = [
     "ErrorRateJudge",
     "GuardsSpec",
     "GateSpec",
+    "InterleaveSpec",
     "JudgeSpec",
     "LabelAccuracyJudge",
     "LatencyJudge",
@@ -219,6 +220,24 @@ class ShadowSpec(_Model):
 
 
 Alpha = Annotated[float, Field(gt=0, lt=1)]
+
+
+class InterleaveSpec(_Model):
+    """Team-draft interleaving of the champion's and the candidate's rankings (rankers only):
+    ``sample`` of the requests (sticky by the canary's sticky key when a request has one) see
+    one list merged from both, ``k`` items long; clicks are credited to the side that
+    contributed the item. It fails as soon as the champion is confidently preferred by more
+    than ``tolerance`` (a share of decided requests above one half), and passes once ``until``
+    is reached with that excluded; an inconclusive end follows ``canary.on_inconclusive``
+    (pause without a canary)."""
+
+    sample: float = Field(default=0.1, gt=0, le=1)
+    k: int = Field(default=10, gt=0, le=1000)
+    until: ShadowUntil
+    tolerance: float = Field(default=0.05, ge=0, lt=0.5)
+    alpha: Alpha = 0.05
+    min_decided: int = Field(default=100, ge=0)
+    timeout: PositiveDuration = 1.0
 
 
 class ErrorRateJudge(_Model):
@@ -465,6 +484,7 @@ class RolloutSpec(_Model):
     champion: Text = "champion"
     gate: GateSpec | None = None
     shadow: ShadowSpec | None = None
+    interleave: InterleaveSpec | None = None
     canary: CanarySpec | None = None
     promote: Literal["auto", "manual"] = "auto"
     watch: Annotated[WatchSpec, BeforeValidator(_watch)] = WatchSpec()

@@ -13,6 +13,8 @@ refuses (422), naming the field and why:
   measures only for another kind of model (``agreement`` on a regressor; ``overlap_at_10``,
   ``rbo``, ``kendall_tau`` on anything but a ranker that answers lists of item ids), or a rule
   other than min/max.
+- ``interleave``: needs a ranker that answers lists of item ids (an output of role ``ranking``):
+  interleaving merges two such lists into the one a user sees.
 - ``canary.judge.label_accuracy``: needs a classifier, an output named ``label`` to compare
   with the feedback's labels. ``canary.judge.mae`` / ``canary.judge.rmse``: need a regressor,
   a numeric output and no ``label``.
@@ -125,6 +127,15 @@ def _shadow(shadow: Any, task: str | None, candidate: int | None, signature: Sig
     return problems
 
 
+def _interleave(candidate: int | None, signature: Signature) -> list[Problem]:
+    if not signature.outputs or "ranking" in signature.output_roles().values():
+        return []
+    who = f"v{candidate}" if candidate is not None else "the candidate"
+    return [("interleave", "needs a ranker that answers lists of item ids (an output of role ranking, "
+                           f"docs/models.md) to merge into the list a user sees; {who} answers "
+                           f"{_outputs(signature)}")]
+
+
 def _canary(canary: Any, task: str | None, candidate: int | None, signature: Signature) -> list[Problem]:
     judge = getattr(canary, "judge", None)
     if judge is None or not signature.outputs:
@@ -158,6 +169,8 @@ def spec_problems(spec: Any, signature: Signature, *, candidate: int | None = No
         problems += _gate(spec.gate, gate_metrics)
     if getattr(spec, "shadow", None) is not None:
         problems += _shadow(spec.shadow, shadow_task(signature), candidate, signature)
+    if getattr(spec, "interleave", None) is not None:
+        problems += _interleave(candidate, signature)
     if getattr(spec, "canary", None) is not None:
         problems += _canary(spec.canary, task, candidate, signature)
     return problems
