@@ -128,3 +128,23 @@ def test_a_busy_bucket_reads_the_samples_of_a_few_windows(store: Store) -> None:
     series = timeseries(store, "m", since=since, until=since + 60, step=60)["versions"]["1"]
     assert series["requests"] == [100] and series["errors"] == [5]  # counts from every window
     assert series["latency_p50_ms"][0] in {0.0, 2.0, 5.0, 7.0}  # samples from 4 windows spread evenly
+
+
+def test_timeseries_of_a_ranker_is_its_online_ndcg_at_10(store: Store) -> None:
+    push(store, "recs", 1)
+    push(store, "recs", 2)
+    since = 3_000_000.0
+    served = [1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010]
+    first = add_request(store, "recs", 1, since + 1, output={"ranking": served})
+    third = add_request(store, "recs", 1, since + 2, output={"ranking": served})
+    unclicked = add_request(store, "recs", 1, since + 3, output={"ranking": served})
+    last = add_request(store, "recs", 2, since + 11, output={"ranking": served[::-1]})
+    add_feedback(store, first, "recs", since + 4, since + 1, label=[1001])  # NDCG@10 1
+    add_feedback(store, third, "recs", since + 4, since + 2, label=["1003"])  # 1 / log2(4) = 0.5
+    add_feedback(store, unclicked, "recs", since + 4, since + 3, label=[])  # no click: NDCG undefined
+    add_feedback(store, last, "recs", since + 12, since + 11, label={"1001": 1})  # rank 10: 1 / log2(11)
+    series = timeseries(store, "recs", since=since, until=since + 20, step=10)
+    assert series["online_metric"] == "ndcg_at_10"  # not MAE, as before
+    one, two = series["versions"]["1"], series["versions"]["2"]
+    assert one["online"] == [pytest.approx(0.75), None] and one["labelled"] == [2, 0]
+    assert two["online"] == [None, pytest.approx(1 / math.log2(11))] and two["labelled"] == [0, 1]

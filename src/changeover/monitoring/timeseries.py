@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import and_, select
 
+from changeover.domain.outcomes import outcome
 from changeover.domain.spec import parse_duration
 from changeover.monitoring.online import predicted_label, predicted_number
 from changeover.store import tables as t
@@ -181,20 +182,28 @@ def _window_series(windows: list[dict[str, Any]], since: float, step: float, n: 
 
 
 def _online_series(rows: list[dict[str, Any]], since: float, step: float, n: int) -> tuple[str | None, dict[str, dict[str, list[Any]]]]:
-    """Per version and bucket: accuracy (labels), MAE (numbers) or mean reward; and the labelled count."""
+    """Per version and bucket: NDCG@10 (a ranker's answers, a list of its items, scored against
+    the clicked or relevant items of the feedback; requests with none leave it undefined),
+    accuracy (labels), MAE (numbers) or mean reward; and the labelled count."""
     labelled = [r for r in rows if r.get("label") is not None or r.get("reward") is not None]
     if not labelled:
         return None, {}
+    is_ranker = any(isinstance((r.get("output") or {}).get("ranking"), list) for r in labelled
+                    if r.get("label") is not None)
     is_cls = any(predicted_label(r.get("output")) is not None for r in labelled if r.get("label") is not None)
     has_labels = any(r.get("label") is not None for r in labelled)
-    metric = ("accuracy" if is_cls else "mae") if has_labels else "mean_reward"
+    metric = ("ndcg_at_10" if is_ranker else "accuracy" if is_cls else "mae") if has_labels else "mean_reward"
     acc: dict[int, list[list[float]]] = {}
     for r in labelled:
         i = _bucket(r["at"], since, step, n)
         if i is None:
             continue
         value: float | None = None
-        if metric == "accuracy":
+        if metric == "ndcg_at_10":
+            if r.get("label") is not None:
+                scores = outcome(r.get("output"), r["label"], None).ranking
+                value = scores.get("ndcg_at_10") if scores is not None else None
+        elif metric == "accuracy":
             pred = predicted_label(r.get("output"))
             if pred is not None and r.get("label") is not None:
                 value = float(str(pred) == str(r["label"]) or pred == r["label"])
