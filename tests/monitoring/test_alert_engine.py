@@ -4,10 +4,11 @@ delivery), and a rule with ``rollback: true`` asks for the rollback."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
-from monhelpers import Receiver, add_window, push
+from monhelpers import Receiver, add_feedback, add_request, add_window, push
 from sqlalchemy import insert, select
 
 from changeover.monitoring.alerts import parse_rules
@@ -127,6 +128,28 @@ def test_store_figures_read_the_windows_of_the_champion(store: Store) -> None:
     assert missing is not None and missing.value is None and "candidate" in missing.evidence["reason"]
     nothing = provider(FigureQuery("m", "1", "error_rate", 5.0, 0.0, now))  # no window in the last 5 s
     assert nothing is not None and nothing.value is None
+
+
+def test_a_rule_on_a_rankers_ndcg_reads_its_clicks(store: Store) -> None:
+    push(store, "recs", 1)
+    store.set_alias("recs", "champion", 1, actor="test")
+    now = time.time()
+    served = list(range(1001, 1011))
+    for i, clicked in enumerate([[1001], [1010], [1010], []]):  # NDCG@10 1, 0.289, 0.289, undefined
+        rid = add_request(store, "recs", 1, now - 30 + i, output={"ranking": served})
+        add_feedback(store, rid, "recs", now - 20, now - 30 + i, label=clicked)
+    config = parse_rules([{"name": "recs-ndcg", "metric": "ndcg_at_10", "condition": "<", "threshold": 0.6,
+                           "model": "recs", "window": "5m"},
+                          {"name": "recs-ctr", "metric": "ctr_at_10", "condition": "<", "threshold": 0.5,
+                           "model": "recs", "window": "5m"}])
+    provider = StoreFigures(store)
+    ndcg = provider(FigureQuery("recs", "champion", "ndcg_at_10", 300.0, 0.0, now))
+    assert ndcg is not None and ndcg.version == 1 and ndcg.value is not None
+    assert abs(ndcg.value - (1 + 2 / math.log2(11)) / 3) < 1e-9
+    engine = AlertEngine(store, config, provider)
+    engine.evaluate(now)
+    firing = {i["rule"]: i["state"] for i in engine.state()["instances"]}
+    assert firing == {"recs-ndcg": "firing", "recs-ctr": "inactive"}  # 3 clicks in 4 requests: CTR 0.75
 
 
 def test_rollback_hook_asks_the_watching_rollout_to_roll_back(store: Store) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from changeover.monitoring.alerts import (
+    METRICS,
     AlertRule,
     AlertState,
     AlertStatus,
@@ -122,3 +123,18 @@ def test_duplicate_names_are_refused() -> None:
     rule = {"name": "x", "metric": "accuracy", "condition": "<", "threshold": 0.9}
     with pytest.raises(RuleError, match="used twice"):
         parse_rules({"rules": [rule, rule]})
+
+
+@pytest.mark.parametrize("metric", ["ndcg_at_10", "ctr_at_10", "precision_at_10", "recall_at_10", "mrr",
+                                    "ndcg_at_5", "hit_at_10"])
+def test_a_rankers_online_metrics_are_rule_metrics(metric: str) -> None:
+    config = parse_rules([{"name": "recs-quality", "metric": metric, "condition": "<", "threshold": 0.3,
+                           "window": "10m", "label_delay": "1m"}])
+    assert config.rules[0].metric == metric and config.rules[0].holds(0.2)
+    assert "ranker" in METRICS[metric]
+
+
+def test_an_unknown_ranking_metric_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(RuleError) as err:
+        parse_rules([{"name": "r", "metric": "ndcg_at_20", "condition": "<", "threshold": 0.3}])
+    assert "rules[0].metric" in str(err.value) and "ndcg_at_10" in str(err.value)

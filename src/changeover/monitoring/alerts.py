@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from changeover.domain.spec import parse_duration
+from changeover.domain.spec import RANKING_METRICS, parse_duration
 
 __all__ = [
     "CONDITIONS",
@@ -61,6 +61,19 @@ CONDITIONS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }
 
+_RANKING_HELP = {
+    "precision": "mean share of the shown items that were clicked (relevant)",
+    "recall": "mean share of the relevant items that were shown", "ndcg": "mean NDCG",
+    "ctr": "mean clicks per request", "hit": "share of requests with a click",
+    "mrr": "mean reciprocal rank of the first clicked item",
+}
+
+
+def _ranking_help(name: str) -> str:
+    what, _, k = name.rpartition("_at_")
+    return f"ranker, top {k}: {_RANKING_HELP[what]}" if what else f"ranker: {_RANKING_HELP[name]}"
+
+
 METRICS = {
     # from the metric windows over `window`
     "requests": "requests answered or failed",
@@ -79,6 +92,9 @@ METRICS = {
     "recall": "recall on labels", "f1": "F1 on labels",
     "mae": "regression mean absolute error", "rmse": "regression root mean squared error",
     "mean_reward": "mean reward", "label_coverage": "share of requests with a label",
+    # a ranker's online metrics from its clicked or relevant items, per request, at k 5 and 10
+    # (docs/metrics.md, "Online metrics of a ranker")
+    **{name: _ranking_help(name) for name in RANKING_METRICS},
 }
 
 

@@ -336,7 +336,7 @@ function renderCharts(series, history) {
   if (!series || series.__error) { box.innerHTML = `<article class="card"><p class="muted">Charts unavailable.</p></article>`; return; }
   const mids = (series.buckets || []).map((b) => b + series.step / 2);
   const shadows = Object.entries(series.shadows || {}).map(([v, s]) => ({ name: `v${v} vs champion`, colour: colour(v), values: s.agreement }));
-  const onlineTitle = series.online_metric ? `Online ${series.online_metric.replace("_", " ")}` : "Online metric";
+  const onlineTitle = series.online_metric ? `Online ${series.online_metric.replaceAll("_", " ")}` : "Online metric";
   const driftSeries = [];
   let driftX = [];
   if (history && !history.__error && history.available) {
