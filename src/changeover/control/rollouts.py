@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from changeover.control.canary_analysis import Look, StageLooks, look_fields
+from changeover.control.canary_analysis import Look, StageLooks, look_fields, summary
+from changeover.control.interleave_analysis import InterleaveLooks
 from changeover.control.shadow_analysis import shadow_verdict
-from changeover.domain.policy import DEFAULT_STICKY_KEY, Override, Shadow, TrafficPolicy
+from changeover.domain.policy import DEFAULT_STICKY_KEY, Interleave, Override, Shadow, TrafficPolicy
 from changeover.domain.rollout import (
     Emit,
     FinishWatch,
@@ -31,7 +32,9 @@ from changeover.domain.rollout import (
     RolloutStatus,
     RunGate,
     SetWeight,
+    StartInterleave,
     StartShadow,
+    StopInterleave,
     StopShadow,
     decide,
 )
@@ -62,6 +65,7 @@ class RolloutReconciler:
         self.run_gate = run_gate  # submits evaluation.jobs.gate_job to a worker process; returns a Future
         self._gates: dict[int, Future[Any]] = {}
         self.looks = StageLooks(store)
+        self.interleave_looks = InterleaveLooks(store)
 
     # ---- observe ------------------------------------------------------------------------
 
@@ -74,7 +78,12 @@ class RolloutReconciler:
         n = status.verdicts
         active = status.paused_from if status.phase is Phase.PAUSED else status.phase
         look: Look | None = None
-        if active is Phase.PROGRESSING and spec.canary is not None:
+        interleave: dict[str, Any] = {}
+        if active is Phase.INTERLEAVING and spec.interleave is not None:
+            look, counted = self.interleave_looks.look(rid, spec, champion, candidate, since, now=now)
+            interleave = {"interleave_verdict": look.analysis.outcome, "interleave_requests": counted,
+                          "interleave_reason": summary(look.analysis)}
+        elif active is Phase.PROGRESSING and spec.canary is not None:
             began = status.canary_started_at or status.bake_started_at or since
             final = now >= (status.judge_after or 0.0)
             look = self.looks.look(rid, "canary", spec, champion, candidate, began, final=final, now=now)
@@ -86,7 +95,7 @@ class RolloutReconciler:
             if status.phase is Phase.SHADOWING else 0,
             shadow_verdict=analysis_outcome(self.store, f"shadow:{rid}:{n}"),
             command=row["command"],
-            **look_fields(active is Phase.PROGRESSING, look),
+            **(interleave or look_fields(active is Phase.PROGRESSING, look)),
         )
         return obs, look
 
@@ -111,6 +120,7 @@ class RolloutReconciler:
         self._commit(row, spec, status, new, actions, consumed=obs.command is not None, look=acted)
         if new.terminal:
             self.looks.forget(row["id"])
+            self.interleave_looks.forget(row["id"])
         return True
 
     def _commit(self, row: dict[str, Any], spec: RolloutSpec, old: RolloutStatus, new: RolloutStatus,
@@ -138,20 +148,28 @@ class RolloutReconciler:
                                               until_s=None, segment=shadow.segment, timeout_s=shadow.timeout_s,
                                               require=None, owner=rid, actor=self.holder, conn=conn)
                     messages.append(f"shadow v{candidate}")
+                elif isinstance(action, StartInterleave):
+                    timeout = spec.interleave.timeout if spec.interleave else 1.0
+                    policy = policy.evolve(champion=champion, sticky_key=self._sticky(spec), interleave=Interleave(
+                        champion, candidate, sample=action.sample, k=action.k, timeout_s=timeout))
+                    messages.append(f"interleaving v{champion} with v{candidate} on {action.sample * 100:g}%")
+                elif isinstance(action, StopInterleave):
+                    policy = policy.evolve(interleave=None)
+                    messages.append("interleaving stopped")
                 elif isinstance(action, StopShadow):
                     policy = policy.evolve(shadows=tuple(x for x in policy.shadows if x.version != candidate))
                     shadow_store.stop_shadow(self.store, model, candidate, actor=self.holder, reason="rollout", conn=conn)
                     messages.append("shadow stopped")
                 elif isinstance(action, Promote):
                     held = {champion: float(action.holdback)} if action.holdback > 0 else {}
-                    policy = policy.evolve(champion=candidate, weights=held, warm=(champion,), overrides=(),
+                    policy = policy.evolve(champion=candidate, weights=held, warm=(champion,), overrides=(), interleave=None,
                                            shadows=tuple(x for x in policy.shadows if x.version != candidate))
                     self.store.set_alias(model, "champion", candidate, actor=self.holder, reason=f"rollout {rid}", conn=conn)
                     self.store.set_alias(model, "previous", champion, actor=self.holder, reason=f"rollout {rid}", conn=conn)
                     messages.append(f"v{candidate} promoted, v{champion} kept warm"
                                     + (f" with {action.holdback:g}% held back" if held else ""))
                 elif isinstance(action, Rollback):
-                    policy = policy.evolve(champion=champion, weights={}, warm=(candidate,), overrides=(),
+                    policy = policy.evolve(champion=champion, weights={}, warm=(candidate,), overrides=(), interleave=None,
                                            shadows=tuple(x for x in policy.shadows if x.version != candidate))
                     aliases = self.store.aliases(model)
                     if aliases.get("champion") != champion:

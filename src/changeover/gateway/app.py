@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from changeover.api.auth import AuthError, check_bearer
-from changeover.domain.policy import TrafficPolicy, route
+from changeover.domain.policy import Interleave, TrafficPolicy, route
 from changeover.domain.ranking_comparison import item_key
 from changeover.domain.ranking_feedback import relevance_by_item, relevant_not_served
 from changeover.domain.roles import output_roles
@@ -40,6 +40,7 @@ from changeover.errors import (
 )
 from changeover.gateway import protocol
 from changeover.gateway.http import BodyTooLarge, error_response, json_response, read_infer_body, read_json
+from changeover.gateway.interleave import NotARanking, merge_rankings
 from changeover.gateway.metrics import GatewayMetrics
 from changeover.gateway.pool import LoadedVersion, ModelPool
 from changeover.gateway.recorder import StoreWriter
@@ -315,7 +316,9 @@ class Gateway:
                     await self._load_failed(model, policy, current, str(exc), left_out=version)
             if broken:
                 policy = policy.evolve(warm=tuple(v for v in policy.warm if v not in broken),
-                                       shadows=tuple(s for s in policy.shadows if s.version not in broken))
+                                       shadows=tuple(s for s in policy.shadows if s.version not in broken),
+                                       interleave=None if policy.interleave is not None
+                                       and policy.interleave.candidate in broken else policy.interleave)
             self.policies[model] = policy
             self.pool.retain(model, policy.loaded_versions)
             self.metrics.generation.labels(model).set(policy.generation)
@@ -377,6 +380,7 @@ class Gateway:
                 version = int(pinned)
                 await anyio.to_thread.run_sync(self.record, model, version)
                 shadows: tuple[Any, ...] = ()
+                interleave: Interleave | None = None
             elif policy is None:
                 raise ModelNotFound(model)
             lv = self.pool.get(model, int(pinned)) if pinned is not None else None
@@ -402,7 +406,7 @@ class Gateway:
             if lv is None:
                 assert policy is not None
                 chosen = route(policy, self._reader(policy, request, decoded), self._rng)
-                version, shadows = chosen.version, chosen.shadows
+                version, shadows, interleave = chosen.version, chosen.shadows, chosen.interleave
                 lv = self.pool.get(model, version) or await self.pool.ensure(model, version)
             else:
                 version = lv.version
@@ -423,7 +427,8 @@ class Gateway:
             wanted = requested_outputs(meta.get("outputs"), signature)
         except ChangeoverError as exc:
             return self._refused(request, model, version, request_id, headers, started, exc)
-        return await self._predict(request, lv, decoded, inputs, request_id, headers, started, shadows, v1, wanted)
+        return await self._predict(request, lv, decoded, inputs, request_id, headers, started, shadows, v1, wanted,
+                                   interleave)
 
     def _refused(self, request: Request, model: str, version: int, request_id: str, headers: dict[str, str],
                  started: float, exc: ChangeoverError) -> Response:
@@ -441,14 +446,19 @@ class Gateway:
     async def _predict(
         self, request: Request, lv: LoadedVersion, decoded: protocol.Decoded, inputs: dict[str, np.ndarray],
         request_id: str, headers: dict[str, str], started: float, shadows: tuple[Any, ...], v1: bool,
-        wanted: list[str] | None = None,
+        wanted: list[str] | None = None, interleave: Interleave | None = None,
     ) -> Response:
         """Predict ``inputs`` (the request as the version takes it); ``decoded`` is the request
-        as the client sent it, which the request log records for replay."""
+        as the client sent it, which the request log records for replay. With ``interleave``
+        (a one-row request the policy selected) the candidate is called at the same time and
+        the answer is the two rankings merged (`_interleaved`)."""
         model, version = lv.model, lv.version
+        rows = max((a.shape[0] if a.ndim else 1) for a in inputs.values())
+        other: asyncio.Task[Mapping[str, np.ndarray]] | None = None
+        if interleave is not None and rows == 1 and interleave.champion == version:
+            other = asyncio.ensure_future(self._candidate_answer(model, interleave.candidate, decoded))
         self.pool.acquire(lv)
         try:
-            rows = max((a.shape[0] if a.ndim else 1) for a in inputs.values())
             if lv.warm_ms <= INLINE_MS and rows <= INLINE_ROWS and getattr(lv.runtime, "inline_ok", False):
                 # a fast library model (not user code that might block) on a small batch: a thread hop
                 # would cost more than the prediction
@@ -463,11 +473,16 @@ class Gateway:
             self.metrics.requests.labels(model, str(version), "500").inc()
             self.windows.observe(model, version, latency_ms, True, None)
             self._log_request(request_id, model, version, 500, latency_ms, None, None, request)
+            if other is not None:
+                self._forget(other)
             return json_response(
                 {"error": f"model {model} v{version} failed: {type(exc).__name__}", "error_id": error_id}, 500, headers
             )
         finally:
             self.pool.release(lv)
+        interleaving: dict[str, Any] | None = None
+        if other is not None and interleave is not None:
+            outputs, interleaving = await self._interleaved(lv, interleave, other, outputs, request_id)
         answered = {k: v for k, v in outputs.items() if k in wanted} if wanted else outputs
         body = protocol.encode_v1_predictions(outputs) if v1 else protocol.encode_infer_response(
             model, version, request_id, answered
@@ -477,6 +492,8 @@ class Gateway:
         self.metrics.requests.labels(model, str(version), "200").inc()
         self.metrics.latency.labels(model, str(version)).observe(latency_ms / 1000)
         summary, number = summarize(outputs, getattr(lv.runtime, "signature", None))
+        if interleaving is not None:
+            summary["interleaving"] = interleaving
         self.windows.observe(model, version, latency_ms, False, number)
         self._log_request(request_id, model, version, 200, latency_ms, summary, (decoded, outputs), request)
         if shadows:
@@ -484,6 +501,55 @@ class Gateway:
             self.mirror.submit(model, version, request_id, inputs, summary, latency_ms, shadows,
                                self._reader(policy, request, decoded))
         return response
+
+    async def _candidate_answer(self, model: str, version: int, decoded: protocol.Decoded) -> Mapping[str, np.ndarray]:
+        """The interleaving candidate's answer to the request, as the version takes it."""
+        lv = self.pool.get(model, version)
+        if lv is None:
+            raise LookupError(f"v{version} is not loaded")
+        signature = self.record(model, version).signature
+        inputs = signature.conform_inputs(decoded)
+        self.pool.acquire(lv)
+        try:
+            return await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self.limiter)
+        finally:
+            self.pool.release(lv)
+
+    @staticmethod
+    def _forget(task: asyncio.Task[Any]) -> None:
+        """Let a call nobody waits for any more finish on its own, its error retrieved."""
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _interleaved(self, lv: LoadedVersion, rule: Interleave, other: asyncio.Task[Mapping[str, np.ndarray]],
+                           outputs: Mapping[str, np.ndarray], request_id: str,
+                           ) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+        """The champion's ``outputs`` merged with the candidate's (team draft), and what the
+        request log keeps of the merge; the champion's alone, counted by cause, when the
+        candidate fails, is late (``rule.timeout_s`` after the champion answered), or either
+        answer holds no one-row ranking."""
+        model = lv.model
+        done, _ = await asyncio.wait({other}, timeout=rule.timeout_s)
+        if not done:
+            self._forget(other)
+            self.metrics.interleave_calls.labels(model, "timeout").inc()
+            return dict(outputs), None
+        if other.exception() is not None:
+            log.warning("interleaving %s: candidate v%s failed: %r", model, rule.candidate, other.exception())
+            self.metrics.interleave_calls.labels(model, "candidate_error").inc()
+            return dict(outputs), None
+        candidate = other.result()
+        candidate_lv = self.pool.get(model, rule.candidate)
+        candidate_signature = getattr(candidate_lv.runtime, "signature", None) if candidate_lv else None
+        try:
+            merged_outputs, merged = merge_rankings(
+                outputs, _answer_roles(outputs, getattr(lv.runtime, "signature", None)),
+                candidate, _answer_roles(candidate, candidate_signature), rule.k, request_id)
+        except NotARanking as exc:
+            log.warning("interleaving %s: %s", model, exc)
+            self.metrics.interleave_calls.labels(model, "not_a_ranking").inc()
+            return dict(outputs), None
+        self.metrics.interleave_calls.labels(model, "merged").inc()
+        return merged_outputs, {"a": lv.version, "b": rule.candidate, "teams": list(merged.teams)}
 
     def _log_request(
         self, request_id: str, model: str, version: int, status: int, latency_ms: float,

@@ -44,3 +44,9 @@ class GatewayMetrics:
             "changeover_dropped_records", "Request-log rows dropped because the writer was behind", registry=r
         )
         self.feedback = Counter("changeover_feedback", "Feedback received", ["model", "outcome"], registry=r)
+        self.interleave_calls = Counter(
+            "changeover_interleave_calls",
+            "Requests selected for interleaving by outcome: merged, or answered by the champion alone "
+            "(candidate_error, timeout, not_a_ranking)",
+            ["model", "outcome"], registry=r,
+        )
