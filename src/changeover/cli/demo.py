@@ -1,7 +1,8 @@
 """`changeover demo`: the main job on the embedded defaults, end to end on this machine.
 
 It trains two small scikit-learn models on a data set scikit-learn ships, starts a real
-server on loopback, pushes both versions and walks the road while traffic flows.
+server on loopback, pushes both versions and walks the road while traffic flows. Its last
+part (`demo_recs`) rolls out a ranker whose regression only the users' clicks show.
 """
 
 from __future__ import annotations
@@ -361,6 +362,14 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
         time.sleep(1)
         traffic.stop()
 
+        step("9. A recommender: v2 reverses the top 10 for ~30% of users")
+        from changeover.cli.demo_recs import run_recs
+
+        recs = run_recs(client, url, work, console, follow_rollout)
+        if recs.phase != "rolled_back" or not recs.reason:
+            failures.append(f"the reversed recommender ended {recs.phase}"
+                            + ("" if recs.reason else " (not by the ranking check)"))
+
         step("Summary")
         table = Table("what", "figure")
         table.add_row("requests during the swaps", f"{swap['requests']} ({swap['errors']} failed)")
@@ -373,6 +382,11 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
         table.add_row("rollout of v2", good["status"]["phase"])
         table.add_row("rollout of v3", bad_outcome)
         table.add_row("champion now", f"v{client.get('/api/models/cancer')['aliases'].get('champion')}")
+        ndcg = " / ".join(f"{v:.3f}" if v is not None else "-" for v, _ in (recs.ndcg.get("1", (None, 0)),
+                                                                             recs.ndcg.get("2", (None, 0))))
+        table.add_row("rollout of recs v2 (reversed for ~30% of users)",
+                      f"{recs.phase}{' by the ranking check' if recs.reason else ''}; online NDCG@10 v1 / v2 {ndcg}"
+                      f" ({recs.requests} requests, {recs.failed} failed, {recs.seconds:.0f} s)")
         table.add_row("requests in all", f"{traffic.total} ({traffic.failed} failed"
                       + (", most from v3's canary slice)" if bad_outcome == "rolled_back" else ")"))
         table.add_row("served by", ", ".join(f"v{v}: {n}" for v, n in sorted(traffic.versions.items())))
