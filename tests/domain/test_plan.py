@@ -42,3 +42,15 @@ def test_no_traffic_is_said() -> None:
 
 def test_rough_durations() -> None:
     assert rough(42.4) == "42s" and rough(3 * 3600 + 125) == "3h2m" and rough(2 * 86400 + 5000) == "2d1h"
+
+
+def test_the_plan_says_what_an_interleaving_stage_needs() -> None:
+    spec = parse_spec({"model": "m", "candidate": "2",
+                       "interleave": {"sample": 0.2, "until": {"requests": 3000, "or_after": "2h"}}})
+    (line,) = describe(spec, Traffic(rate=5.0, error_rate=0.0))
+    assert line.startswith("interleave: 20% of 5 req/s interleaved, top 10; a pass needs ~1,888 decided requests")
+    assert line.endswith("judged at 3,000 clicked requests or 2h")
+    zero = parse_spec({"model": "m", "candidate": "2", "interleave": {"tolerance": 0, "until": {"requests": 10}},
+                       "canary": {}})
+    lines = describe(zero, Traffic(rate=5.0, error_rate=0.0))
+    assert "a candidate confidently preferred (tolerance 0)" in lines[0] and lines[1].startswith("at 5 req/s")

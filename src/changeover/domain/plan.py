@@ -22,7 +22,7 @@ from changeover.domain.criteria import canary_config, stages
 from changeover.domain.sequential import planned_boundary, required_samples
 from changeover.domain.spec import RolloutSpec, format_duration
 
-__all__ = ["Need", "Traffic", "describe", "needs", "rough"]
+__all__ = ["Need", "Traffic", "describe", "interleave_plan", "needs", "rough"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,33 @@ def needs(spec: RolloutSpec, traffic: Traffic) -> list[Need]:
     return out
 
 
-def describe(spec: RolloutSpec, traffic: Traffic) -> list[str]:
-    """The plan in words, one line per criterion, and the first step's expected length."""
-    if spec.canary is None:
+def interleave_plan(spec: RolloutSpec, traffic: Traffic) -> list[str]:
+    """The interleaving stage in words: the decided (clicked, not tied) requests an equally good
+    candidate needs to pass, and the interleaved requests per second at today's traffic (how
+    many of them end decided depends on the users' clicks, which only the stage will see)."""
+    il = spec.interleave
+    if il is None:
         return []
+    need = max(required_samples(0.25, 0.0, 1.0, il.tolerance, il.alpha, 0.8), float(il.min_decided))
+    what = (f"~{need:,.0f} decided requests (a click credited to one side)" if math.isfinite(need)
+            else "a candidate confidently preferred (tolerance 0)")
+    ends = [f"{il.until.requests:,} clicked requests"] if il.until.requests else []
+    ends += [format_duration(il.until.or_after)] if il.until.or_after else []
+    return [f"interleave: {il.sample * 100:g}% of {traffic.rate:.3g} req/s interleaved, top {il.k}; "
+            f"a pass needs {what}; judged at {' or '.join(ends)}"]
+
+
+def describe(spec: RolloutSpec, traffic: Traffic) -> list[str]:
+    """The plan in words, one line per criterion, and the first step's expected length (and
+    the interleaving stage's needs, when the spec has one)."""
+    if spec.canary is None:
+        return interleave_plan(spec, traffic)
+    lines = interleave_plan(spec, traffic)
+    return lines + _canary_lines(spec, traffic)
+
+
+def _canary_lines(spec: RolloutSpec, traffic: Traffic) -> list[str]:
+    assert spec.canary is not None
     found = needs(spec, traffic)
     head = (f"at {traffic.rate:.3g} req/s, step 1 ({spec.canary.steps[0]:g}%) sees "
             f"{traffic.rate * spec.canary.steps[0] / 100:.3g} req/s on the candidate")

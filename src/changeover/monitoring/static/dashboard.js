@@ -225,10 +225,12 @@ function stages(rollout) {
   const list = [];
   if (spec.gate) list.push({ name: "gate", kind: "gate" });
   if (spec.shadow) list.push({ name: "shadow", kind: "shadow" });
+  if (spec.interleave) list.push({ name: "interleave", kind: "interleave" });
   list.push(...steps, { name: "promote", kind: "promote" });
   if (spec.watch && (spec.watch.duration ?? spec.watch)) list.push({ name: "watch", kind: "watch" });
   const phase = status.phase || "pending";
-  const phaseFor = { pending: -1, gating: "gate", shadowing: "shadow", promoting: "promote", watching: "watch" };
+  const phaseFor = { pending: -1, gating: "gate", shadowing: "shadow", interleaving: "interleave", promoting: "promote",
+    watching: "watch" };
   let current = -1;
   if (phase === "progressing" || (phase === "paused" && status.step_index >= 0)) {
     current = list.findIndex((s) => s.kind === "step") + Math.max(0, status.step_index);
