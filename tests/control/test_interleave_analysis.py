@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 from changeover.control.interleave_analysis import InterleaveTally, interleaved_outcome, judge_interleaving
 from changeover.domain.interleaving import Outcome
@@ -60,3 +61,40 @@ def test_an_even_preference_is_not_a_fail_and_feedback_before_the_stage_is_left_
     tally.add(even + early + [{"request_id": "x", "version": 1, "output": {"ranking": [1]}, "label": [1], "at": T0}])
     assert tally.preference.requests == 200 and tally.unreadable == 1
     assert judge_interleaving(tally, SPEC.interleave, T0 + 60).analysis.outcome == "inconclusive"
+
+
+def test_a_restarted_controller_rebuilds_the_same_preference_from_the_store(tmp_path) -> None:
+    from sqlalchemy import insert
+
+    from changeover.control.interleave_analysis import InterleaveLooks
+    from changeover.store import tables as t
+    from changeover.store.store import Store
+    from changeover.store.traffic import add_feedback
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        now = time.time()
+        with store.tx() as conn:
+            for i in range(60):
+                teams = ["a", "b"] if i % 2 else ["b", "a"]
+                conn.execute(insert(t.requests).values(
+                    request_id=f"r{i}", model="m", version=1, at=now - 100 + i, status=200, latency_ms=1.0,
+                    output=logged([1, 2], teams), recorded=False))
+            conn.execute(insert(t.requests).values(request_id="plain", model="m", version=1, at=now - 50, status=200,
+                                                   latency_ms=1.0, output={"ranking": [1, 2]}, recorded=False))
+        for i in range(40):
+            add_feedback(store, f"r{i}", label=[1])  # item 1: team a on odd requests, team b on even ones
+        add_feedback(store, "plain", label=[1])
+        first = InterleaveLooks(store)
+        look, counted = first.look(7, SPEC, 1, 2, now - 200, now=now)
+        assert counted == 40 and look.evidence["preference"]["wins_champion"] == 20
+        assert look.evidence["feedback_not_interleaved"] == 1
+        for i in range(40, 60):
+            add_feedback(store, f"r{i}", label={"2": 1})
+        again, counted = first.look(7, SPEC, 1, 2, now - 200, now=now)
+        restarted, counted_too = InterleaveLooks(store).look(7, SPEC, 1, 2, now - 200, now=now)
+        assert counted == counted_too == 60
+        assert again.evidence["preference"] == restarted.evidence["preference"]
+        assert restarted.evidence["preference"]["wins_candidate"] == 30
+    finally:
+        store.close()
