@@ -251,7 +251,10 @@ watch: 5s
 def follow_rollout(client: Client, rid: int, timeout: float = 240.0) -> dict[str, Any]:
     from changeover.cli.rollout import follow
 
-    return follow(client, rid, timeout)
+    rollout = follow(client, rid, timeout)
+    if not console.is_terminal:  # piped, the live view's last frame ends without a newline
+        console.line()
+    return rollout
 
 
 def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
