@@ -31,8 +31,10 @@ VERSIONS = {
     2: LISTS + "return {'items': np.where(u % 2 == 0, base[:, ::-1], base).astype(np.int64)}",
     # as good: its first two items swapped, right for the users whose best item is u*100+1
     3: LISTS + "return {'items': base[:, [1, 0, 2, 3, 4, 5, 6, 7, 8, 9]].astype(np.int64)}",
-    # 4 is a regressor (below); 5 reverses every list and fails for users 1, 6, 11, ...
+    # 4 is a regressor (below); 5 reverses every list, fails for users 1, 6, 11, ... and is
+    # slow for users 2, 7, 12, ...
     5: LISTS + "if (u % 5 == 1).any():\n    raise ValueError('no list for you')\n"
+       "if (u % 5 == 2).any():\n    time.sleep(1.0)\n"
        "return {'items': base[:, ::-1].astype(np.int64)}",
 }
 
@@ -211,9 +213,9 @@ def test_interleaving_a_model_that_answers_no_ranking_is_refused(server: ServerP
 USERS = 40
 
 
-def test_interleaving_is_sticky_by_key_and_a_failing_candidate_leaves_the_champion_answering(
+def test_interleaving_is_sticky_by_key_and_a_failing_or_late_candidate_leaves_the_champion_answering(
         server: ServerProcess, api: httpx.Client) -> None:
-    spec5 = spec(5, sample=0.5)
+    spec5 = spec(5, sample=0.5, timeout="200ms")
     spec5["interleave"]["until"] = {"or_after": "5m"}
     started = api.post("/api/rollouts", json={"spec": spec5})
     assert started.status_code == 201, started.text
@@ -221,21 +223,28 @@ def test_interleaving_is_sticky_by_key_and_a_failing_candidate_leaves_the_champi
     wait_until(lambda: rollout(api, rid)["status"]["phase"] == "interleaving", "the interleaving to start")
     sampled = {u for u in range(USERS) if bucket_of("recs", f"user-{u}", "interleave") < 0.5 * BUCKETS}
     assert 10 < len(sampled) < 30
-    probe = min(u for u in sampled if u % 5 != 1)
+    merged_users = {u for u in sampled if u % 5 not in (1, 2)}
+    probe = min(merged_users)
     wait_until(lambda: serve(server, probe)[0] != v1_list(probe), "the first interleaved answer")
     before = interleave_calls(server)
     seen: dict[int, set[bool]] = {}
+    slowest = 0.0
     for _ in range(2):
         for user in range(USERS):
+            began = time.monotonic()
             shown, _ = serve(server, user)
+            if user in sampled and user % 5 == 2:
+                slowest = max(slowest, time.monotonic() - began)
             seen.setdefault(user, set()).add(shown != v1_list(user))
     # the same users, every time: those whose key falls in the sample, bar the candidate's failures
-    assert {u for u, merged in seen.items() if merged == {True}} == {u for u in sampled if u % 5 != 1}
-    assert {u for u, merged in seen.items() if merged == {False}} == set(range(USERS)) - {u for u in sampled if u % 5 != 1}
+    assert {u for u, merged in seen.items() if merged == {True}} == merged_users
+    assert {u for u, merged in seen.items() if merged == {False}} == set(range(USERS)) - merged_users
     after = interleave_calls(server)
-    failed = 2 * len({u for u in sampled if u % 5 == 1})
-    assert after.get("candidate_error", 0) - before.get("candidate_error", 0) == failed
-    assert after.get("merged", 0) - before.get("merged", 0) == 2 * len({u for u in sampled if u % 5 != 1})
+    for outcome, rest in (("candidate_error", 1), ("timeout", 2)):
+        expected = 2 * len({u for u in sampled if u % 5 == rest})
+        assert after.get(outcome, 0) - before.get(outcome, 0) == expected, outcome
+    assert after.get("merged", 0) - before.get("merged", 0) == 2 * len(merged_users)
+    assert 0 < slowest < 0.9  # a late candidate costs the timeout, not its own second
     assert rollout(api, rid)["status"]["phase"] == "interleaving"  # no clicks: nothing to judge yet
 
 
