@@ -216,7 +216,7 @@ def run(scenario: Scenario, seed: int) -> Result:
                 if rewards is not None and rewards.size:
                     arm.reward.add(rewards)
             final = now >= (status.judge_after or 0.0)
-            look = judge_stage(stage, kind, spec, began, final, now)
+            look = judge_stage(stage, kind, spec, began, final, now, status.extensions)
         else:
             pending = []
         obs = Observation(**look_fields(active is Phase.PROGRESSING, look))

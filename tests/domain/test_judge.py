@@ -332,3 +332,18 @@ def test_a_ranker_is_judged_on_online_ndcg_once_ranking_feedback_arrives() -> No
     assert worse.outcome == FAIL and "online ndcg_at_10" in worse.reason, worse.reason
     same = judge(_ranker_arm(rng, 40_000, 0.6), _ranker_arm(rng, 40_000, 0.6), config)
     assert same.outcome == PASS, same.to_dict()
+
+
+def test_an_extended_bake_needs_more_samples_before_a_tie_is_final() -> None:
+    """After k extensions a tie is "enough" only at (1 + k) times the planned samples."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(20)
+    config = JudgeConfig(criteria=(Criterion("error_rate", 0.002),))
+    base, cand = arm(rng, requests=400_000), arm(rng, requests=40_000, error_rate=0.0115)
+    first = by_name(judge(base, cand, config))["error_rate"]
+    assert first.outcome == INCONCLUSIVE and first.required is not None
+    needed = first.required
+    assert first.enough == (40_000 >= needed)
+    later = by_name(judge(base, cand, replace(config, need_factor=40_000 / needed + 1)))["error_rate"]
+    assert later.outcome == INCONCLUSIVE and not later.enough

@@ -10,7 +10,7 @@ by request id, read back a little before the newest feedback already counted.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from changeover.domain.criteria import canary_config, stages, watch_config
@@ -51,7 +51,7 @@ class StageLooks:
         self._last: dict[tuple[int, str, float], Look] = {}
 
     def look(self, rollout_id: int, kind: str, spec: RolloutSpec, baseline: int, canary: int,
-             since: float, *, final: bool, now: float | None = None) -> Look:
+             since: float, *, final: bool, now: float | None = None, extensions: int = 0) -> Look:
         """`kind` is "canary" or "watch"; `since` is when the stage began."""
         now = time.time() if now is None else now
         key = (rollout_id, kind, since)
@@ -72,9 +72,10 @@ class StageLooks:
         added += stage.add_feedback(feedback_since(self.store, spec.model, versions,
                                                    served_since=since, arrived_since=arrived))
         last = self._last.get(key)
-        if last is not None and not added and last.evidence.get("final") == final:
+        if (last is not None and not added and last.evidence.get("final") == final
+                and last.evidence.get("extensions") == extensions):
             return last
-        look = judge_stage(stage, kind, spec, since, final, now)
+        look = judge_stage(stage, kind, spec, since, final, now, extensions)
         self._last[key] = look
         return look
 
@@ -85,16 +86,19 @@ class StageLooks:
 
 
 def judge_stage(stage: StageEvidence, kind: str, spec: RolloutSpec, since: float, final: bool,
-                now: float) -> Look:
-    """Judge a stage's evidence as the controller does ("canary" or "watch")."""
+                now: float, extensions: int = 0) -> Look:
+    """Judge a stage's evidence as the controller does ("canary" or "watch"); after
+    `extensions` extended bakes a tie needs (1 + extensions) times the planned samples."""
     holdback = kind == "canary" or spec.watch.holdback > 0
     config = canary_config(spec) if kind == "canary" else watch_config(spec)
+    config = replace(config, need_factor=1.0 + extensions)
     base, cand = stage.arm(stage.baseline), stage.arm(stage.canary)
     analysis = judge(base if holdback else None, cand, config, stages=stages(spec), final=final,
                      waited_s=now - since)
     evidence = analysis.to_dict() | {
         "kind": kind,
         "final": final,
+        "extensions": extensions,
         "window": {"since": since, "until": now},
         "baseline": {"version": stage.baseline, "requests": base.requests, "errors": base.errors,
                      "labelled": base.labelled + base.abs_error.n, "rewards": base.reward.n},

@@ -86,7 +86,8 @@ class RolloutReconciler:
         elif active is Phase.PROGRESSING and spec.canary is not None:
             began = status.canary_started_at or status.bake_started_at or since
             final = now >= (status.judge_after or 0.0)
-            look = self.looks.look(rid, "canary", spec, champion, candidate, began, final=final, now=now)
+            look = self.looks.look(rid, "canary", spec, champion, candidate, began, final=final, now=now,
+                                   extensions=status.extensions)
         elif active is Phase.WATCHING:
             look = self.looks.look(rid, "watch", spec, champion, candidate, since, final=False, now=now)
         obs = Observation(

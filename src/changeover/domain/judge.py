@@ -121,6 +121,9 @@ class JudgeConfig:
     min_requests: int = 100
     min_labels: int = 100
     prediction_distribution: bool = True
+    # an extended bake needs this many times the samples a pass needs before it is "enough"
+    # again (1 + extensions): a tie at the planned sample gets more data, not a coin flip
+    need_factor: float = 1.0
 
 
 def _finite(value: float | None) -> float | None:
@@ -228,8 +231,8 @@ def _compare(name: str, c: _Mean, b: _Mean, harm_sign: float, tolerance: float,
     harm = diff if harm_sign > 0 else Interval(-diff.estimate, -diff.high, -diff.low)
     if share:
         harm = Interval(harm.estimate, max(harm.low, -1.0), min(harm.high, 1.0))
-    outcome, verdict, enough = _verdict(harm, tolerance, c.n, minimum, required, final,
-                                        criterion.sequential)
+    outcome, verdict, enough = _verdict(harm, tolerance, c.n, minimum, required * config.need_factor,
+                                        final, criterion.sequential)
     kind = "always-valid" if criterion.sequential else "fixed-horizon"
     reason = (f"{verdict}: {what} {unit(c.mean)} (canary, n={c.n}) vs {unit(b.mean)} "
               f"(baseline, n={b.n}); harm {harm.estimate:+.4g} in [{harm.low:+.4g}, "
@@ -329,7 +332,7 @@ def _latency(b: ArmEvidence, c: ArmEvidence, crit: Criterion, config: JudgeConfi
     ratio = _ratio(qc.estimate, qb.estimate)
     low, high = _ratio(qc.low, qb.high), _ratio(qc.high, qb.low)
     required = _latency_required(qc, qb, max_ratio, ratio)
-    enough = qc.effective_n >= required
+    enough = qc.effective_n >= required * config.need_factor
     if low > max_ratio:
         outcome, verdict, enough = FAIL, "slower beyond tolerance", True
     elif high < max_ratio and n_c >= MIN_PREDICTIONS:
