@@ -199,7 +199,7 @@ def run(scenario: Scenario, seed: int) -> Result:
         began = None
         kind = "canary"
         if active is Phase.PROGRESSING:
-            began = status.canary_started_at or status.bake_started_at
+            began = status.bake_started_at
         elif active is Phase.WATCHING:
             began, kind = status.phase_started_at, "watch"
         look = None

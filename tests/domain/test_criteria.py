@@ -53,9 +53,9 @@ def test_a_named_ranking_criterion() -> None:
 
 
 def test_alpha_is_spent_over_the_canary_and_a_watch_with_holdback() -> None:
-    assert stages(spec(canary={})) == 2  # the default watch keeps a 2% holdback
-    assert stages(spec(canary={}, watch={"duration": "1h", "holdback": 0})) == 1
-    assert stages(spec(canary={}, watch=0)) == 1
+    assert stages(spec(canary={})) == 5  # four steps, and the default watch keeps a 2% holdback
+    assert stages(spec(canary={}, watch={"duration": "1h", "holdback": 0})) == 4
+    assert stages(spec(canary={"steps": [50]}, watch=0)) == 1
     # error rate and latency at 0.05, and reward and ranking by default: at most 10% in all
     # (the default ones only count once their feedback arrives)
     assert family_alpha(spec(canary={})) == pytest.approx(0.10)

@@ -12,8 +12,8 @@ from changeover.domain.spec import parse_spec
 def test_the_first_step_needs_follow_from_tolerance_alpha_and_power() -> None:
     spec = parse_spec({"model": "m", "candidate": "2", "canary": {"judge": {"latency_p99_ms": None}}})
     (error,) = needs(spec, Traffic(rate=1.0, error_rate=0.01))
-    # alpha 0.05 spent over the canary and the watch: 0.025; 1:99 arms at the 1% step
-    expected = required_samples(0.0099, 0.0099, 99.0, 0.002, 0.025, 0.8)
+    # alpha 0.05 spent over four steps and the watch: 0.01; 1:99 arms at the 1% step
+    expected = required_samples(0.0099, 0.0099, 99.0, 0.002, 0.01, 0.8)
     assert error.criterion == "error_rate" and error.samples == expected
     assert error.seconds == expected / 0.01  # 1 req/s, 1% of it on the candidate
     text = "\n".join(describe(spec, Traffic(rate=1.0, error_rate=0.01)))

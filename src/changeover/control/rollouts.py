@@ -84,7 +84,7 @@ class RolloutReconciler:
             interleave = {"interleave_verdict": look.analysis.outcome, "interleave_requests": counted,
                           "interleave_reason": summary(look.analysis)}
         elif active is Phase.PROGRESSING and spec.canary is not None:
-            began = status.canary_started_at or status.bake_started_at or since
+            began = status.bake_started_at or since  # each step's looks: nested within the step
             final = now >= (status.judge_after or 0.0)
             look = self.looks.look(rid, "canary", spec, champion, candidate, began, final=final, now=now,
                                    extensions=status.extensions)

@@ -1,8 +1,9 @@
 """From a rollout spec to the judge's criteria, for the canary and for the watch. Pure.
 
-Alpha is spent per criterion over the rollout's comparative stages: the canary (one
-always-valid sequence from the first step to the last, nested looks) and the watch when it
-keeps a holdback. Each stage reads its intervals at alpha / stages, so for each criterion
+Alpha is spent per criterion over the rollout's comparative stages: each canary step (one
+always-valid sequence from the step's start, nested looks; a new step is a new sequence,
+because the arms' shares of the time change from step to step, and under a drift a
+sequence across steps would compare different hours) and the watch when it keeps a holdback. Each stage reads its intervals at alpha / stages, so for each criterion
 the chance of *ever* failing an equal candidate, over the whole rollout, is at most alpha / 2
 (each interval is two-sided at its level; a fail is one side). Across criteria the chances
 add: the family-wise bound is the sum of the criteria's alpha / 2 (the default two, error
@@ -73,8 +74,9 @@ def watch_config(spec: RolloutSpec) -> JudgeConfig:
 
 
 def stages(spec: RolloutSpec) -> int:
-    """The comparative stages alpha is spent over: the canary, and a watch with holdback."""
-    count = 1 if spec.canary is not None else 0
+    """The comparative stages alpha is spent over: each canary step (its looks are nested
+    within the step), and a watch with holdback."""
+    count = len(spec.canary.steps) if spec.canary is not None else 0
     if spec.watch.duration > 0 and spec.watch.holdback > 0:
         count += 1
     return max(count, 1)
