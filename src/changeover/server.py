@@ -81,6 +81,7 @@ class Server:
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await self.gateway.start()
+            self.jobs.warm()  # the first apply's compatibility replay need not start a process
             self.controller.start()
             self.monitoring.start()
             try:

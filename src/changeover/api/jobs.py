@@ -21,6 +21,12 @@ def _background_worker() -> None:
     threadpool_limits(1)
 
 
+def _warm() -> None:
+    """Import what every job needs (scikit-learn, pandas, the gate and the replay), so the
+    first `apply` or gate does not wait for a fresh worker process to start and import."""
+    import changeover.evaluation.jobs  # noqa: F401
+
+
 class JobRunner:
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
@@ -41,6 +47,10 @@ class JobRunner:
 
     def run_sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return self._executor().submit(fn, *args, **kwargs).result()
+
+    def warm(self) -> None:
+        """Start the worker now, in the background (the server calls this at start)."""
+        self._executor().submit(_warm)
 
     def close(self) -> None:
         if self._pool is not None:
