@@ -269,9 +269,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--only", nargs="*", help="scenario names containing any of these words")
+    parser.add_argument("--only", nargs="*", help="scenario names containing any of these words (=NAME: exactly)")
     args = parser.parse_args()
-    chosen = [s for s in SCENARIOS if not args.only or any(w.lower() in s.name.lower() for w in args.only)]
+    def picked(name: str) -> bool:  # a word matches a name it is part of; "=NAME" only NAME
+        return any(name == w[1:] if w.startswith("=") else w.lower() in name.lower() for w in args.only)
+
+    chosen = [s for s in SCENARIOS if not args.only or picked(s.name)]
     console = Console()
     console.print(f"[bold]Whole-rollout simulation[/]: {args.runs} rollouts per scenario, default spec "
                   "(steps 1/5/25/50%, bake 10m, 3 extensions, 1h watch with 2% holdback), looks every 5 s")

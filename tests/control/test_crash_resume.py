@@ -68,7 +68,9 @@ class Node:
 
     def api(self) -> httpx.Client:
         assert self.proc is not None
-        return self.proc.client()
+        client = self.proc.client()
+        client.timeout = httpx.Timeout(120)  # an apply replays recorded traffic in a worker first
+        return client
 
     def get(self, path: str, **params: Any) -> Any:
         with self.api() as api:
