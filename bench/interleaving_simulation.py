@@ -103,6 +103,7 @@ from changeover.domain.sequential import (  # noqa: E402
     difference_interval,
     fixed_horizon_samples,
 )
+from changeover.monitoring.online import wilson  # noqa: E402
 
 ALPHA, POWER = 0.05, 0.8
 ITEMS, USERS, FACTORS, DEPTH = 300, 4_000, 8, 10
@@ -457,17 +458,8 @@ def ab_run(seed: int, model: str, aa: bool, horizon: int, n_plan: float) -> Run:
 # -- figures ---------------------------------------------------------------------------------
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def share(k: int, n: int) -> str:
-    lo, hi = wilson(k, n)
+    lo, hi = wilson(k, n) or (0.0, 1.0)
     return f"{k / n:.1%} [{lo:.1%}, {hi:.1%}]"
 
 

@@ -55,6 +55,7 @@ from changeover.domain.rollout import (  # noqa: E402
 )
 from changeover.domain.spec import RolloutSpec, parse_spec  # noqa: E402
 from changeover.gateway.windows import SAMPLE  # noqa: E402
+from changeover.monitoring.online import wilson  # noqa: E402
 
 WINDOW_S = 5.0
 USERS = 20_000
@@ -227,17 +228,8 @@ def run(scenario: Scenario, seed: int) -> Result:
     return Result(phase, (now - start) / 3600, canary_requests, canary_errors, status.message[:200])
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def share(k: int, n: int) -> str:
-    lo, hi = wilson(k, n)
+    lo, hi = wilson(k, n) or (0.0, 1.0)
     return f"{k / n:.1%} [{lo:.1%}, {hi:.1%}]"
 
 

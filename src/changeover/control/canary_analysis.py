@@ -57,9 +57,7 @@ class StageLooks:
         key = (rollout_id, kind, since)
         stage = self._stages.get(key)
         if stage is None:
-            for old in [k for k in self._stages if k[0] == rollout_id]:
-                self._stages.pop(old, None)
-                self._last.pop(old, None)
+            self.forget(rollout_id)  # a new stage: the rollout's older evidence is done with
             stage = self._stages[key] = StageEvidence(baseline, canary, since)
             config = canary_config(spec) if kind == "canary" else watch_config(spec)
             reward = next((c for c in config.criteria if c.name == "reward"), None)
