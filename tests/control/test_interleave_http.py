@@ -122,7 +122,9 @@ def serve(srv: ServerProcess, user: int) -> tuple[list[int], str]:
 
 def spec(candidate: int, **interleave: Any) -> dict[str, Any]:
     return {"model": "recs", "candidate": str(candidate), "watch": 0,
-            "interleave": {"sample": 1.0, "k": 10, "until": {"requests": 200, "or_after": "2m"}} | interleave}
+            # a generous timeout: a cold candidate (fresh venv, no bytecode yet) is not "late"
+            "interleave": {"sample": 1.0, "k": 10, "timeout": "5s",
+                           "until": {"requests": 200, "or_after": "2m"}} | interleave}
 
 
 def rollout(api: httpx.Client, rid: int) -> dict[str, Any]:
