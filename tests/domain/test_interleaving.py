@@ -18,6 +18,7 @@ from changeover.domain.interleaving import (
     Outcome,
     Preference,
     credit,
+    decided_share_high,
     judge_preference,
     preference_interval,
     team_draft,
@@ -364,3 +365,39 @@ def test_public_names_and_imports() -> None:
     assert project <= {"changeover.domain.sequential", "changeover.domain.judge", "changeover.errors"}
     third = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert third <= {"math", "operator"}
+
+
+def test_identical_rankers_pass_as_indistinguishable() -> None:
+    """A retrain whose lists equal the champion's ties every request: no preference can show,
+    and once enough requests were credited the stage passes instead of waiting forever."""
+    few = judge_preference(Preference(ties=200), 0.05, ALPHA)
+    assert few.outcome == INCONCLUSIVE and not few.enough
+    many = judge_preference(Preference(ties=3000), 0.05, ALPHA)
+    assert many.outcome == PASS and many.enough
+    assert "indistinguishable" in many.reason and "0 of 3000" in many.reason
+    # tolerance 0 allows no such pass
+    assert judge_preference(Preference(ties=3000), 0.0, ALPHA, n_plan=400).outcome == INCONCLUSIVE
+    # a candidate that loses the few requests it changes is failed, however many ties surround them
+    losing = judge_preference(Preference(wins_a=40, wins_b=0, ties=3000), 0.05, ALPHA)
+    assert losing.outcome == FAIL
+    # lists that differ often are judged on their preference, not as indistinguishable
+    split = judge_preference(Preference(wins_a=700, wins_b=300, ties=2000), 0.05, ALPHA)
+    assert split.outcome == FAIL and "indistinguishable" not in split.reason
+
+
+def test_decided_share_bound_is_valid_under_continuous_looks() -> None:
+    """The decided-share bound excludes a true share of 10% at most alpha of the time, looked
+    at every 10 requests (simulated)."""
+    rng = np.random.default_rng(7)
+    runs, excluded = 300, 0
+    for _ in range(runs):
+        ties = decided = 0
+        for hits in (rng.random((200, 10)) < 0.10):  # a look every 10 requests
+            decided += int(hits.sum())
+            ties += int((~hits).sum())
+            pref = Preference(wins_a=decided, ties=ties)
+            high = decided_share_high(pref, ALPHA, 1000)
+            if high is not None and high < 0.10:
+                excluded += 1
+                break
+    assert excluded / runs <= ALPHA

@@ -42,6 +42,7 @@ __all__ = [
     "Outcome",
     "Preference",
     "credit",
+    "decided_share_high",
     "judge_preference",
     "preference_interval",
     "team_draft",
@@ -309,6 +310,17 @@ def preference_interval(pref: Preference, alpha: float, n_plan: float) -> Interv
     return Interval(got.estimate, max(got.low, -0.5), min(got.high, 0.5))
 
 
+def decided_share_high(pref: Preference, alpha: float, n_plan: float) -> float | None:
+    """The always-valid upper bound of the share of requests that were decided (not ties), at
+    the coin's largest variance 1/4 as `preference_interval`; None before any request."""
+    if pref.requests == 0:
+        return None
+    if not n_plan > 0 or not math.isfinite(n_plan):
+        raise ValueError(f"n_plan must be a positive, finite number of requests, got {n_plan}")
+    got = mean_interval(pref.decided / pref.requests, PREFERENCE_VARIANCE, pref.requests, alpha, n_plan)
+    return min(got.high, 1.0)
+
+
 def judge_preference(pref: Preference, tolerance: float, alpha: float = 0.05, *,
                      n_plan: float | None = None, power: float = 0.8,
                      minimum: int = MIN_DECIDED) -> Check:
@@ -321,6 +333,12 @@ def judge_preference(pref: Preference, tolerance: float, alpha: float = 0.05, *,
     - fail when it lies wholly above the tolerance (the champion preferred beyond it, with
       confidence); with tolerance 0 this detects a candidate that is worse at all;
     - pass when it lies wholly below the tolerance and at least `minimum` requests are decided;
+    - pass as "indistinguishable" when at least `minimum` requests were credited and the
+      always-valid upper bound of the decided share (`decided_share_high`) is at most the
+      tolerance: the two rankers' lists gave the same
+      credit on all but a tolerance of requests (an identical or near-identical retrain), so
+      no preference can show and none matters to users; a candidate losing the few decided
+      requests is still failed first;
     - otherwise inconclusive, with `required`: the decided requests at which an equal candidate
       passes with probability `power` (`sequential.required_samples` at variance 1/4;
       infinite when tolerance is 0: then only a candidate confidently preferred passes).
@@ -339,22 +357,31 @@ def judge_preference(pref: Preference, tolerance: float, alpha: float = 0.05, *,
     n = pref.decided
     counts = (f"candidate won {pref.wins_b}, champion won {pref.wins_a}, {pref.ties} ties "
               f"of {pref.requests} requests; {pref.unshown} clicks on items not shown ignored")
-    if n == 0:
+    same = decided_share_high(pref, alpha, plan)
+    indistinguishable = same is not None and same <= tolerance and pref.requests >= minimum
+    if n == 0 and not indistinguishable:
         return Check(CHECK_NAME, INCONCLUSIVE, None, None, None, 0, pref.requests,
                      f"no decided requests yet ({counts})", required, False, tolerance, alpha)
     pref_iv = preference_interval(pref, alpha, plan)
     harm = Interval(-pref_iv.estimate, -pref_iv.high, -pref_iv.low)
     enough = n >= max(minimum, required)
-    if harm.above(tolerance):
+    if n and harm.above(tolerance):
         outcome, verdict, enough = FAIL, "champion preferred beyond tolerance", True
     elif harm.below(tolerance) and n >= minimum:
         outcome, verdict, enough = PASS, "a preference for the champion beyond tolerance excluded", True
+    elif indistinguishable:
+        # lists that change the credit on at most `tolerance` of requests: users cannot tell them apart
+        assert same is not None
+        outcome, enough = PASS, True
+        verdict = (f"indistinguishable: the lists gave equal credit on all but {n} of {pref.requests} requests "
+                   f"(at most {same:.2%} decided, always-valid)")
     elif n < minimum:
         outcome, verdict, enough = INCONCLUSIVE, f"too few decided requests yet ({n} of at least {minimum})", False
     else:
         outcome, verdict = INCONCLUSIVE, "not yet shown within tolerance"
     need = f"~{required:,.0f}" if math.isfinite(required) else "an unbounded number of"
-    reason = (f"{verdict}: candidate's share of decided requests {pref.share_b:.2%} ({counts}); "
+    share = "n/a" if n == 0 else f"{pref.share_b:.2%}"
+    reason = (f"{verdict}: candidate's share of decided requests {share} ({counts}); "
               f"harm {harm.estimate:+.4f} in [{harm.low:+.4f}, {harm.high:+.4f}] (always-valid, "
               f"alpha {alpha:.3g}), tolerance {tolerance:.4g}; a pass needs {need} decided requests")
     return Check(CHECK_NAME, outcome, harm.estimate, harm.low, harm.high, n, pref.requests, reason,
