@@ -21,7 +21,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 # Benchmark scripts, run in this order by `make bench`.
-BENCH_SCRIPTS ?= bench/serving.py bench/judge_simulation.py bench/canary_failfast.py bench/interleaving_simulation.py bench/rollback.py bench/shadow_overhead.py bench/gate_serving.py
+BENCH_SCRIPTS ?= bench/serving.py bench/judge_simulation.py bench/canary_failfast.py bench/interleaving_simulation.py bench/rollback.py bench/shadow_overhead.py bench/gate_serving.py bench/dataplane.py
 
 # system-deps installs only what is missing: PostgreSQL server binaries
 # (/usr/lib/postgresql/*/bin/initdb) and chromium (on PATH).
@@ -79,6 +79,13 @@ bench: venv
 	  echo "== $$script"; \
 	  $(VPY) $$script; \
 	done
+
+# The data plane side by side: bare Starlette, changeover (champion, 10% canary, shadow,
+# hanging shadow) and MLServer (its own venv, bench/.venv-mlserver, made on first use).
+#   make bench-dataplane ARGS="--seconds 4 --rounds 2 --no-mlserver"
+.PHONY: bench-dataplane
+bench-dataplane: venv
+	$(VPY) bench/dataplane.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

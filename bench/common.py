@@ -18,7 +18,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from serverproc import TOKEN, ServerProcess, free_port  # noqa: E402
 
-__all__ = ["TOKEN", "ServerProcess", "free_port", "load", "wait_ready", "start_process", "body_file"]
+__all__ = ["TOKEN", "ServerProcess", "free_port", "load", "wait_ready", "start_process", "body_file", "wrk_load",
+           "ensure_wrk", "rss_tree_bytes", "tmpdir"]
 
 
 def wait_ready(url: str, timeout: float = 30.0) -> None:
@@ -73,3 +74,39 @@ def load(url: str, body: Path, *, seconds: float, concurrency: int, rate: float 
 
 def tmpdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="changeover-bench-"))
+
+
+def ensure_wrk() -> bool:
+    """Install wrk (Debian package) when it is missing and we are root, as `make bench` does;
+    True when wrk is there afterwards. Without it, `load` falls back to bench/loadgen.py."""
+    if shutil.which("wrk"):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "install", "-y", "-qq", "wrk"], ["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "wrk"]):
+            subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=600, check=False)
+            if shutil.which("wrk"):
+                return True
+    return False
+
+
+def rss_tree_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (a server's workers count too);
+    0 once it has gone."""
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
