@@ -7,6 +7,8 @@ of v2 REST infer, one iris row per request, for every scenario in the same run:
   shadow    changeover with v2 as a shadow at sample 1.0
   hang      changeover with a shadow at sample 1.0 whose predict sleeps --hang-seconds
   mlserver  MLServer 1.7 + mlserver-sklearn, REST, in its own venv (bench/mlserver_setup.py)
+  mlserver-grpc  the same MLServer process over gRPC, load from bench/grpc_loadgen.py (a
+            Python client, in its own process: not wrk, so compare it with care)
 
 Every scenario is its own server process on 127.0.0.1, started once and kept for the run.
 Rounds are interleaved: each round runs every scenario once for --seconds (the order rotated
@@ -36,6 +38,7 @@ middleware), which favours it if anything. gRPC is not measured.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -61,7 +64,7 @@ from common import (
     tmpdir,
     wait_ready,
 )
-from mlserver_setup import ensure_venv, iris_model, write_model_folder
+from mlserver_setup import VENV, ensure_venv, iris_model, write_model_folder
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -77,6 +80,7 @@ SCENARIOS = {
     "shadow": "changeover 100% shadow",
     "hang": "changeover hanging shadow",
     "mlserver": "MLServer REST",
+    "mlserver-grpc": "MLServer gRPC (py client)",
 }
 # Production-like timers: four changeover servers sit idle while another is measured, and
 # fast test timers would have them wake every 0.2 s.
@@ -90,9 +94,16 @@ class Target:
                  server_url: str | None = None) -> None:
         self.name, self.url, self.pid, self.stop, self.body = name, url, pid, stop, body
         self.server_url = server_url  # changeover's, for its /metrics
+        self.runner: Callable[[float, int], dict[str, Any]] | None = None  # load other than REST
+        self.grpc_port = 0
         self.rss_start = 0
         self.rss_end = 0
         self.notes: list[str] = []
+
+    def run(self, seconds: float, concurrency: int) -> dict[str, Any]:
+        if self.runner is not None:
+            return self.runner(seconds, concurrency)
+        return load(self.url, self.body, seconds=seconds, concurrency=concurrency)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str, pause: float = 0.1) -> None:
@@ -190,6 +201,7 @@ def start_mlserver(work: Path, body: Path, console: Console) -> Target:
     proc = popen([str(binary), "start", str(folder)], work / "mlserver.log")
     target = Target("mlserver", f"http://127.0.0.1:{http_port}/v2/models/iris/infer", proc.pid,
                     lambda: stop_popen(proc), body)
+    target.grpc_port = grpc_port
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -206,6 +218,21 @@ def start_mlserver(work: Path, body: Path, console: Console) -> Target:
     except BaseException:
         target.stop()
         raise
+    return target
+
+
+def grpc_target(rest: Target, row: list[float]) -> Target:
+    """The MLServer process that `rest` runs, measured over gRPC (stopping either stops it)."""
+    target = Target("mlserver-grpc", rest.url, rest.pid, rest.stop, rest.body)
+    cmd = [str(VENV / "bin" / "python"), str(HERE / "grpc_loadgen.py"), f"127.0.0.1:{rest.grpc_port}", "iris",
+           "--row", ",".join(map(str, row)), "--output", "predict", "--output", "predict_proba"]
+
+    def runner(seconds: float, concurrency: int) -> dict[str, Any]:
+        out = subprocess.run([*cmd, "--seconds", str(seconds), "--concurrency", str(concurrency)], capture_output=True,
+                             text=True, timeout=seconds + 60, check=True)
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    target.runner = runner
     return target
 
 
@@ -251,7 +278,7 @@ def measure(target: Target, seconds: float, concurrency: int) -> dict[str, Any]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        result = load(target.url, target.body, seconds=seconds, concurrency=concurrency)
+        result = target.run(seconds, concurrency)
     finally:
         done.set()
         sampler.join()
@@ -297,7 +324,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
     if args.no_mlserver:
-        names = [n for n in names if n != "mlserver"]
+        names = [n for n in names if not n.startswith("mlserver")]
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     load_before = os.getloadavg()
@@ -308,10 +335,14 @@ def main() -> None:
     results: dict[str, list[dict[str, Any] | None]] = {n: [] for n in names}
     mirrors: dict[str, dict[str, float]] = {}
     canary_share = None
+    mlserver: Target | None = None
+    mlserver_failed = False
     started = time.monotonic()
     try:
         models = make_models(work, args.hang_seconds)
-        row = v2_request(__import__("sklearn.datasets", fromlist=["load_iris"]).load_iris().data[50:51])
+        iris_row = __import__("sklearn.datasets", fromlist=["load_iris"]).load_iris().data[50:51]
+        row = v2_request(iris_row)
+
         body = body_file(row, work)
         # MLServer's sklearn runtime returns only `predict` unless asked for more
         ml_body = body_file(row | {"outputs": [{"name": "predict"}, {"name": "predict_proba"}]}, work)
@@ -320,8 +351,14 @@ def main() -> None:
                 try:
                     if name == "bare":
                         targets[name] = start_bare(work, models, body)
-                    elif name == "mlserver":
-                        targets[name] = start_mlserver(work, ml_body, console)
+                    elif name.startswith("mlserver"):
+                        if mlserver_failed:
+                            raise RuntimeError("MLServer did not start (above)")
+                        if mlserver is None:
+                            mlserver_failed = True
+                            mlserver = start_mlserver(work, ml_body, console)
+                            mlserver_failed = False
+                        targets[name] = mlserver if name == "mlserver" else grpc_target(mlserver, iris_row[0].tolist())
                     else:
                         targets[name] = start_changeover(name, work, models, body)
                     check = httpx.post(targets[name].url, content=targets[name].body.read_bytes(),
@@ -335,7 +372,7 @@ def main() -> None:
         live = [n for n in names if n in targets]
         with console.status("warming up every server (2 s of load each)…"):
             for name in live:
-                load(targets[name].url, targets[name].body, seconds=min(2.0, args.seconds), concurrency=args.concurrency)
+                targets[name].run(min(2.0, args.seconds), args.concurrency)
                 targets[name].rss_start = rss_tree_bytes(targets[name].pid)
 
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -364,6 +401,8 @@ def main() -> None:
                 counts = shadow_counts(str(targets[name].server_url))
                 mirrors[name] = {outcome: n for (version, outcome), n in counts.items() if version == "2" and n}
     finally:
+        if mlserver is not None:  # also when only its gRPC side was measured
+            targets.setdefault("mlserver", mlserver)
         for target in targets.values():
             try:
                 target.stop()
@@ -405,9 +444,9 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
         ratios.add_column(col, justify="left" if col == "comparison" else "right")
 
     def add(label: str, a: str, b: str) -> None:
-        cells = [spread(per_round(results, a, b, lambda x, y, k=k: x[k] / y[k]), ".2f", "×")
-                 for k in ("rps", "p50_ms", "p99_ms")]
-        ratios.add_row(label, *cells)
+        values = [per_round(results, a, b, lambda x, y, k=k: x[k] / y[k]) for k in ("rps", "p50_ms", "p99_ms")]
+        if values[0]:  # both were measured
+            ratios.add_row(label, *(spread(v, ".2f", "×") for v in values))
 
     add("changeover champion-only / bare Starlette", "champion", "bare")
     add("changeover champion-only / MLServer REST", "champion", "mlserver")
@@ -415,7 +454,8 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
     add("100% shadow / champion-only", "shadow", "champion")
     add("hanging shadow / champion-only", "hang", "champion")
     add("MLServer REST / bare Starlette", "mlserver", "bare")
-    console.print(ratios)
+    if ratios.row_count:
+        console.print(ratios)
     for name in ("champion", "hang"):
         if name in targets and results.get(name):
             t = targets[name]
@@ -435,7 +475,9 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
     console.print(
         f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
         f"{time.monotonic() - started:.0f} s in all. Errors are non-2xx answers, connection errors and timeouts. "
-        "MLServer: parallel_workers 0 (inference in its one process, as changeover and the bare app), metrics off."
+        "MLServer: parallel_workers 0 (inference in its one process, as changeover and the bare app), metrics off"
+        + ("; its gRPC row's load comes from bench/grpc_loadgen.py, a Python client, not wrk."
+           if "mlserver-grpc" in names else ".")
     )
 
 
