@@ -368,7 +368,9 @@ def main() -> None:
                 except Exception as exc:  # one scenario that cannot start does not stop the others
                     failed[name] = f"{type(exc).__name__}: {str(exc)[-600:]}"  # the tail holds the cause
                     console.print(f"[red]{SCENARIOS[name]} did not start:[/red] {failed[name]}")
-                    targets.pop(name, None)
+                    started_one = targets.pop(name, None)
+                    if started_one is not None and started_one is not mlserver:  # MLServer: stopped below
+                        started_one.stop()
         live = [n for n in names if n in targets]
         with console.status("warming up every server (2 s of load each)…"):
             for name in live:
@@ -417,7 +419,7 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
            failed: dict[str, str], results: dict[str, list[dict[str, Any] | None]], tool: str,
            load_before: tuple[float, float, float], canary_share: float | None, mirrors: dict[str, dict[str, float]],
            started: float) -> None:
-    table = Table(title=f"v2 REST infer, one iris row, {args.concurrency} closed-loop clients, {args.rounds} interleaved "
+    table = Table(title=f"v2 infer (REST unless named), one iris row, {args.concurrency} closed-loop clients, {args.rounds} interleaved "
                         f"rounds of {args.seconds:g} s per scenario (medians), load from {tool}")
     for col in ("scenario", "req/s", "p50 ms", "p99 ms", "p50 − bare ms", "errors / requests",
                 "peak RSS MB (main)", "RSS growth MB"):
@@ -472,6 +474,10 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
     for t in targets.values():
         for note in t.notes:
             console.print(f"[yellow]{SCENARIOS[t.name]}: {note}[/yellow]")
+    busy = max(load_before[0], os.getloadavg()[0]) > 0.5 * (os.cpu_count() or 1)
+    if busy:
+        console.print("[yellow]the machine was busy during the run (load average below): the ratios, taken within "
+                      "rounds, hold up better than the absolute figures, and p99s least of all[/yellow]")
     console.print(
         f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
         f"{time.monotonic() - started:.0f} s in all. Errors are non-2xx answers, connection errors and timeouts. "
