@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def retry_loading(send: Callable[[], httpx.Response], timeout: float = 30.0) -> httpx.Response:
+    """Send until the answer is not "loading, retry shortly" (a 503 with Retry-After, as a pinned
+    version not yet loaded on the gateway answers), at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = send()
+        if response.status_code != 503 or "retry shortly" not in response.text or time.monotonic() > deadline:
+            return response
+        time.sleep(min(float(response.headers.get("retry-after", "1")), 0.2))
 
 
 class ServerProcess:

@@ -72,9 +72,19 @@ class LoadFailed(ChangeoverError):
 
 
 class PredictionFailed(ChangeoverError):
-    def __init__(self, model: str, version: int, reason: str) -> None:
-        self.model, self.version, self.reason = model, version, reason
-        super().__init__(f"{model} v{version} raised while predicting: {reason}")
+    """A version raised while predicting (500); ``error_id`` links the answer and the log line."""
+
+    def __init__(self, model: str, version: int, reason: str, error_id: str = "") -> None:
+        self.model, self.version, self.reason, self.error_id = model, version, reason, error_id
+        super().__init__(f"model {model} v{version} failed: {reason}")
+
+
+class Unavailable(ChangeoverError):
+    """Not servable right now, but soon (503 with ``Retry-After``): a version still loading."""
+
+    def __init__(self, reason: str, retry_after_s: int = 1) -> None:
+        self.reason, self.retry_after_s = reason, retry_after_s
+        super().__init__(reason)
 
 
 class Conflict(ChangeoverError):

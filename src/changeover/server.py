@@ -12,20 +12,21 @@ from typing import Any
 from fastapi import FastAPI
 
 from changeover.api.app import ApiContext, install_error_handlers, make_router
-from changeover.api.auth import ensure_token
 from changeover.api.evaluation_routes import make_evaluation_router
 from changeover.api.jobs import JobRunner
 from changeover.api.rollout_routes import make_rollout_router
 from changeover.control.loop import Controller
 from changeover.control.rollouts import RolloutReconciler
 from changeover.evaluation.jobs import gate_job
-from changeover.gateway.app import Gateway
+from changeover.gateway.rest import is_data_plane_path
+from changeover.gateway.service import Gateway
 from changeover.monitoring.figures import rollback_on_alert
 from changeover.monitoring.service import Monitoring
 from changeover.registry.artifacts import ArtifactStore
 from changeover.registry.service import Registry
 from changeover.settings import Settings
 from changeover.store.store import Store
+from changeover.web.auth import ensure_token
 
 log = logging.getLogger("changeover")
 
@@ -72,12 +73,29 @@ class Server:
                 "loaded": [{"model": m, "version": v} for m, v in self.gateway.pool.loaded()],
                 "generations": {m: p.generation for m, p in self.gateway.policies.items()},
                 "dropped_records": self.gateway.writer.dropped,
+                "recorder": {"pending": self.gateway.writer.pending, "written": self.gateway.writer.written,
+                             "dropped": self.gateway.writer.dropped, "failures": self.gateway.writer.failures,
+                             "stalled_since": self.gateway.writer.stalled_since},
             },
             "controller": {"holder": self.controller.holder, "leading": self.controller.leading,
                            "ticks": self.controller.ticks},
         }
 
-    def app(self) -> FastAPI:
+    def app(self) -> Any:
+        """The ASGI app of ``serve``: data-plane paths straight to the gateway's own router (no
+        management middleware or route table on the inference path), the rest to FastAPI."""
+        management = self.management_app()
+        data_plane = self.gateway.router()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and is_data_plane_path(scope["path"]):
+                await data_plane(scope, receive, send)
+            else:
+                await management(scope, receive, send)
+
+        return app
+
+    def management_app(self) -> FastAPI:
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await self.gateway.start()
@@ -104,10 +122,8 @@ class Server:
         for router in self.monitoring.routers():
             app.include_router(router)
         install_error_handlers(app)
-        for route in self.gateway.routes():
-            app.router.routes.append(route)
         return app
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> Any:
     return Server(settings or Settings()).app()

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     request_log_max_rows: int = 1_000_000
     """At most this many served-request rows (for feedback joins) are kept."""
 
+    segment: str | None = "header:x-changeover-segment"
+    """Where a request's segment is read (``header:NAME`` or ``input:NAME``), kept in the request
+    log for per-segment online metrics; empty: none."""
+
     shadow_queue_size: int = 256
     """Mirrored calls waiting for a shadow; past this a mirror is dropped and counted."""
 

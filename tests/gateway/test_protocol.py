@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from changeover import oip
 from changeover.domain.signature import Signature, TensorSpec
 from changeover.errors import InvalidInput, MalformedRequest
-from changeover.gateway import protocol
 
 
 def tensor(name: str = "x", datatype: str = "FP32", shape: list[int] | None = None, data: object = None) -> dict:
@@ -32,30 +32,30 @@ def tensor(name: str = "x", datatype: str = "FP32", shape: list[int] | None = No
     ],
 )
 def test_each_datatype_decodes_to_its_numpy_dtype(datatype: str, data: list, dtype: object, expected: list) -> None:
-    array, got_type = protocol.decode_tensor(tensor(datatype=datatype, data=data))
+    array, got_type = oip.decode_tensor(tensor(datatype=datatype, data=data))
     assert got_type == datatype
     assert array.shape == (2, 2)
     assert array.dtype == np.dtype(dtype)
     assert array.reshape(-1).tolist() == expected
     # and back: encoding gives the same tensor
-    encoded = protocol.encode_tensor("x", array)
+    encoded = oip.encode_tensor("x", array)
     assert encoded == {"name": "x", "datatype": datatype, "shape": [2, 2], "data": expected}
 
 
 def test_nested_row_major_data_and_lower_case_datatypes_are_accepted() -> None:
-    array, datatype = protocol.decode_tensor(tensor(datatype="fp64", data=[[1, 2], [3, 4]]))
+    array, datatype = oip.decode_tensor(tensor(datatype="fp64", data=[[1, 2], [3, 4]]))
     assert datatype == "FP64"
     assert array.tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 
 def test_extra_fields_such_as_parameters_are_tolerated() -> None:
     t = tensor() | {"parameters": {"content_type": "np"}}
-    array, _ = protocol.decode_tensor(t)
+    array, _ = oip.decode_tensor(t)
     assert array.shape == (2, 2)
 
 
 def test_an_empty_batch_decodes() -> None:
-    array, _ = protocol.decode_tensor(tensor(shape=[0, 2], data=[]))
+    array, _ = oip.decode_tensor(tensor(shape=[0, 2], data=[]))
     assert array.shape == (0, 2)
 
 
@@ -83,7 +83,7 @@ def test_an_empty_batch_decodes() -> None:
 )
 def test_bad_tensors_are_refused_with_a_message(bad: object, error: type[Exception], needle: str) -> None:
     with pytest.raises(error) as info:
-        protocol.decode_tensor(bad)
+        oip.decode_tensor(bad)
     assert needle in str(info.value)
     if isinstance(info.value, InvalidInput):
         assert info.value.field == "x"
@@ -99,7 +99,7 @@ def test_bad_tensors_are_refused_with_a_message(bad: object, error: type[Excepti
 )
 def test_data_whose_json_type_does_not_fit_the_datatype_is_refused(datatype: str, data: list) -> None:
     with pytest.raises(InvalidInput):
-        protocol.decode_tensor(tensor(datatype=datatype, data=data))
+        oip.decode_tensor(tensor(datatype=datatype, data=data))
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_data_whose_json_type_does_not_fit_the_datatype_is_refused(datatype: str
 def test_v1_instances_whose_json_type_does_not_fit_are_refused(datatype: str, instances: list) -> None:
     signature = Signature(inputs=(TensorSpec("x", datatype, (-1,) if not isinstance(instances[0], list) else (-1, 1)),))
     with pytest.raises(InvalidInput):
-        protocol.decode_v1_instances({"instances": instances}, signature)
+        oip.decode_v1_instances({"instances": instances}, signature)
 
 
 def test_an_infer_request_decodes_with_its_id_and_parameters() -> None:
@@ -119,7 +119,7 @@ def test_an_infer_request_decodes_with_its_id_and_parameters() -> None:
         "inputs": [tensor("a"), tensor("b", "BYTES", [2], ["x", "y"])],
         "outputs": [{"name": "label"}],
     }
-    decoded, meta = protocol.decode_infer_request(body)
+    decoded, meta = oip.decode_infer_request(body)
     assert list(decoded) == ["a", "b"]
     assert decoded["b"][1] == "BYTES"
     assert meta == {"id": "req-1", "parameters": {"priority": 1}, "outputs": [{"name": "label"}]}
@@ -138,7 +138,7 @@ def test_an_infer_request_decodes_with_its_id_and_parameters() -> None:
 )
 def test_malformed_infer_requests(body: object, field: str | None) -> None:
     with pytest.raises(MalformedRequest) as info:
-        protocol.decode_infer_request(body)
+        oip.decode_infer_request(body)
     assert info.value.field == field
 
 
@@ -146,11 +146,11 @@ ONE_INPUT = Signature(inputs=(TensorSpec("input", "FP64", (-1, 3)), TensorSpec("
 
 
 def test_v1_instances_decode_to_the_single_input() -> None:
-    decoded = protocol.decode_v1_instances({"instances": [[1, 2, 3], [4, 5, 6]]}, ONE_INPUT)
+    decoded = oip.decode_v1_instances({"instances": [[1, 2, 3], [4, 5, 6]]}, ONE_INPUT)
     array, datatype = decoded["input"]
     assert datatype == "FP64" and array.dtype == np.float64 and array.shape == (2, 3)
     words = Signature(inputs=(TensorSpec("text", "BYTES", (-1,)),))
-    array, datatype = protocol.decode_v1_instances({"instances": ["a", "b"]}, words)["text"]
+    array, datatype = oip.decode_v1_instances({"instances": ["a", "b"]}, words)["text"]
     assert datatype == "BYTES" and array.tolist() == ["a", "b"]
 
 
@@ -170,25 +170,25 @@ def test_v1_instances_decode_to_the_single_input() -> None:
 )
 def test_bad_v1_requests(body: object, signature: Signature, error: type[Exception]) -> None:
     with pytest.raises(error):
-        protocol.decode_v1_instances(body, signature)
+        oip.decode_v1_instances(body, signature)
 
 
 def test_non_finite_floats_encode_as_null_and_bytes_as_text() -> None:
-    encoded = protocol.encode_tensor("y", np.array([1.0, np.nan, np.inf, -np.inf], dtype=np.float32))
+    encoded = oip.encode_tensor("y", np.array([1.0, np.nan, np.inf, -np.inf], dtype=np.float32))
     assert encoded["datatype"] == "FP32"
     assert encoded["data"] == [1.0, None, None, None]
     json.dumps(encoded, allow_nan=False)  # valid strict JSON
-    encoded = protocol.encode_tensor("s", np.array([b"ab", "cd", 3], dtype=object))
+    encoded = oip.encode_tensor("s", np.array([b"ab", "cd", 3], dtype=object))
     assert encoded == {"name": "s", "datatype": "BYTES", "shape": [3], "data": ["ab", "cd", "3"]}
 
 
 def test_encode_keeps_the_shape_and_flattens_row_major() -> None:
-    encoded = protocol.encode_tensor("p", np.arange(6, dtype=np.int64).reshape(2, 3))
+    encoded = oip.encode_tensor("p", np.arange(6, dtype=np.int64).reshape(2, 3))
     assert encoded == {"name": "p", "datatype": "INT64", "shape": [2, 3], "data": [0, 1, 2, 3, 4, 5]}
 
 
 def test_infer_response_follows_the_spec() -> None:
-    body = protocol.encode_infer_response(
+    body = oip.encode_infer_response(
         "ranker", 7, "rid", {"label": np.array([1, 0]), "probabilities": np.array([[0.1, 0.9], [0.8, 0.2]])}
     )
     assert body["model_name"] == "ranker"
@@ -200,13 +200,13 @@ def test_infer_response_follows_the_spec() -> None:
 
 
 def test_v1_predictions_are_the_first_output() -> None:
-    assert protocol.encode_v1_predictions({"label": np.array([1, 0]), "p": np.array([0.3, 0.2])}) == {"predictions": [1, 0]}
-    assert protocol.encode_v1_predictions({"y": np.array([[1.5], [2.5]])}) == {"predictions": [[1.5], [2.5]]}
+    assert oip.encode_v1_predictions({"label": np.array([1, 0]), "p": np.array([0.3, 0.2])}) == {"predictions": [1, 0]}
+    assert oip.encode_v1_predictions({"y": np.array([[1.5], [2.5]])}) == {"predictions": [[1.5], [2.5]]}
 
 
 def test_model_metadata_follows_the_spec() -> None:
     sig = Signature(inputs=(TensorSpec("x", "FP32", (-1, 4)),), outputs=(TensorSpec("y", "INT64", (-1,)),))
-    meta = protocol.model_metadata("m", 3, sig, "changeover/onnx")
+    meta = oip.model_metadata("m", 3, sig, "changeover/onnx")
     assert meta == {
         "name": "m",
         "versions": ["3"],
@@ -219,7 +219,7 @@ def test_model_metadata_follows_the_spec() -> None:
     ranker = Signature(inputs=(TensorSpec("user_id", "INT64", (-1,)),), task="ranking",
                        outputs=(TensorSpec("top", "INT64", (-1, 10), role="ranking"), TensorSpec("scores", "FP32", (-1, 10)),
                                 TensorSpec("debug", "BYTES", (-1,))))
-    meta = protocol.model_metadata("recs", 1, ranker, "changeover/python")
+    meta = oip.model_metadata("recs", 1, ranker, "changeover/python")
     assert meta["outputs"] == [
         {"name": "top", "datatype": "INT64", "shape": [-1, 10], "parameters": {"role": "ranking"}},
         {"name": "scores", "datatype": "FP32", "shape": [-1, 10], "parameters": {"role": "scores"}},

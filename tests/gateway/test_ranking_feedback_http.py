@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from changeover.cli.client import Client
 from modelfiles import python_model
-from serverproc import TOKEN, ServerProcess, running_server
+from serverproc import TOKEN, ServerProcess, retry_loading, running_server
 
 INPUTS = "[{name: user_id, datatype: INT64, shape: [-1]}]"
 OUTPUTS = "[{name: items, datatype: INT64, shape: [-1, 10], role: ranking}]"
@@ -64,7 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def serve(srv: ServerProcess, version: int, user: int) -> tuple[list[int], str]:
     """The list `version` served to `user` (pinned: no routing), and its request id."""
     body = {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [1], "data": [user]}]}
-    r = httpx.post(f"{srv.url}/v2/models/recs/versions/{version}/infer", json=body, timeout=30)
+    r = retry_loading(lambda: httpx.post(f"{srv.url}/v2/models/recs/versions/{version}/infer", json=body, timeout=30))
     assert r.status_code == 200, r.text
     assert r.headers["x-changeover-version"] == str(version)
     return r.json()["outputs"][0]["data"], r.headers["x-request-id"]
@@ -129,6 +129,31 @@ def test_clicks_and_graded_relevance_become_online_metrics_per_version(server: S
     for version, figures in expected.items():
         for name, value in figures.items():
             assert got[(version, name)] == pytest.approx(value), (version, name)
+
+
+def test_the_segment_header_breaks_online_metrics_down_by_segment(server: ServerProcess) -> None:
+    """A request's segment is read from ``X-Changeover-Segment`` (the default `segment`
+    setting), kept in the request log, and the online figures of each segment follow."""
+    def serve_in(user: int, segment: str) -> str:
+        body = {"inputs": [{"name": "user_id", "datatype": "INT64", "shape": [1], "data": [user]}]}
+        r = retry_loading(lambda: httpx.post(f"{server.url}/v2/models/recs/versions/3/infer", json=body,
+                                             headers={"x-changeover-segment": segment}, timeout=30))
+        assert r.status_code == 200, r.text
+        return r.headers["x-request-id"]
+
+    # v3 ranks like v1: in "eu" users click the first item (NDCG 1), in "us" nothing relevant is shown
+    for user in (11, 12):
+        assert feedback(server, {"request_id": serve_in(user, "eu"), "label": [user * 100]}).status_code == 201
+    assert feedback(server, {"request_id": serve_in(13, "us"), "label": [999_999]}).status_code == 201
+    with server.client() as api:
+        def segments() -> dict[str, Any] | None:
+            got = api.get("/api/models/recs/online", params={"window": "1h"}).json()["versions"].get("3", {})
+            found = got.get("segments") or {}
+            return found if {k: v.get("compared") for k, v in found.items()} == {"eu": 2, "us": 1} else None
+        found = wait_until(segments, "v3's requests scored per segment")
+    assert found["eu"]["requests"] == 2 and found["us"]["requests"] == 1
+    assert found["eu"]["metrics"]["ndcg_at_10"] == pytest.approx(1.0)
+    assert found["us"]["metrics"]["ndcg_at_10"] == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize(("label", "says"), [

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from changeover.cli.client import Client
-from changeover.gateway.app import MAX_LOGGED_IDS
+from changeover.gateway.summary import MAX_LOGGED_IDS
 from changeover.store.store import Store
 from changeover.store.traffic import served_request
 from modelfiles import python_model

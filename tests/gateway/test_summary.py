@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from changeover.domain.signature import Signature, TensorSpec
-from changeover.gateway.app import MAX_LOGGED_IDS, summarize
+from changeover.gateway.summary import MAX_LOGGED_IDS, summarize
 
 RANKER = Signature(inputs=(TensorSpec("user_id", "INT64", (-1,)),),
                    outputs=(TensorSpec("top", "BYTES", (-1, 3), role="ranking"), TensorSpec("s", "FP32", (-1, 3), role="scores")))

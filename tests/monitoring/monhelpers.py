@@ -17,7 +17,6 @@ from sqlalchemy import insert, select
 from starlette.responses import Response
 
 from changeover.api.app import ApiContext, install_error_handlers, make_router
-from changeover.api.auth import check_bearer
 from changeover.domain.signature import Signature, TensorSpec
 from changeover.monitoring.dashboard import make_dashboard_router
 from changeover.monitoring.router import make_monitoring_router
@@ -25,6 +24,7 @@ from changeover.registry.artifacts import ArtifactStore
 from changeover.registry.service import Registry
 from changeover.store import tables as t
 from changeover.store.store import Store, VersionRecord
+from changeover.web.auth import check_bearer
 
 TOKEN = "monitoring-test-token"
 SIG = Signature(inputs=(TensorSpec("x", "FP64", (-1, 2)),), outputs=(TensorSpec("label", "INT64", (-1,)),))

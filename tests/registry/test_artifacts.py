@@ -19,7 +19,7 @@ from changeover.registry.artifacts import ArtifactStore, file_sha256, folder_sha
 from changeover.registry.service import Registry
 from changeover.store.store import Store
 from modelfiles import python_model
-from serverproc import TOKEN, ServerProcess
+from serverproc import TOKEN, ServerProcess, retry_loading
 
 X = np.array([[1.0, 2.0], [3.0, 4.0]])
 BODY = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2, 2], "data": X.reshape(-1).tolist()}]}
@@ -207,7 +207,7 @@ def test_a_tampered_version_is_refused_logged_and_the_champion_keeps_serving(sce
         assert tampered[0]["evidence"]["expected"] == RECORDS[("guarded", 2)]["sha256"]
         assert any(e["model"] == "guarded" and e["evidence"]["version"] == 2 for e in events_of(http, "refused"))
 
-        pinned = http.post("/v2/models/guarded/versions/2/infer", json=BODY)
+        pinned = retry_loading(lambda: http.post("/v2/models/guarded/versions/2/infer", json=BODY))
         assert pinned.status_code >= 400 and pinned.status_code != 422
         assert "checksum" in pinned.json()["error"]
         assert "x-request-id" in pinned.headers

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from changeover.cli import main as cli_main
 from modelfiles import breast_cancer, python_model, skops_classifiers
-from serverproc import ServerProcess, running_server
+from serverproc import ServerProcess, retry_loading, running_server
 
 
 def fit_lr(C: float = 1.0) -> Pipeline:
@@ -123,7 +123,7 @@ def infer(server: ServerProcess, model: str, name: str, x: np.ndarray, datatype:
     with server.client() as http:
         deadline = time.monotonic() + 10
         while True:  # the controller publishes the new champion within a tick
-            response = http.post(path, json=body)
+            response = retry_loading(lambda: http.post(path, json=body))
             if response.status_code != 404 or time.monotonic() > deadline:
                 return response
             time.sleep(0.05)

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from changeover.api.auth import AuthError, check_bearer
 from changeover.api.jobs import JobRunner
 from changeover.errors import ChangeoverError, InvalidRequest, LoadFailed
-from changeover.gateway.http import error_response
 from changeover.registry.service import Registry
 from changeover.store.store import Store
+from changeover.web.auth import AuthError, check_bearer
+from changeover.web.http import error_response
 
 Preflight = Callable[[str, int], Awaitable[None]]
 MAX_ARTIFACT_BYTES = 4 * 1024**3

@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from changeover.api.auth import read_token
 from changeover.registry.manifest import bundle_sidecar
 from changeover.settings import Settings
+from changeover.web.auth import read_token
 
 
 class ApiError(Exception):

@@ -1,6 +1,6 @@
 """One version's answer, read by output role: what the shadow compares. Pure.
 
-A shadow pair keeps each version's answer as the gateway summarises it (`gateway.app.summarize`):
+A shadow pair keeps each version's answer as the gateway summarises it (`gateway.summary.summarize`):
 output name → the first request row's value. The shadow never matches outputs by name or shape:
 `by_role` turns an answer into role → value with the version's output roles (`domain.roles`:
 declared in its signature, else inferred there), so an output ``variable`` of shape ``[-1, 1]``

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from changeover.gateway import protocol
+from changeover import oip
 from changeover.runtimes.base import LoadedModel
 
 
@@ -82,7 +82,7 @@ def replay(model: LoadedModel, recorded: list[dict[str, Any]]) -> ReplayReport:
         report.requests += 1
         rid = str(row.get("request_id"))
         try:
-            decoded = {t["name"]: protocol.decode_tensor(t) for t in row["inputs"]}
+            decoded = {t["name"]: oip.decode_tensor(t) for t in row["inputs"]}
             inputs = model.signature.conform_inputs(decoded)  # what the gateway would hand the version
             batch = next(iter(inputs.values())).shape[0]
             outputs = {k: np.asarray(v) for k, v in model.predict(inputs).items()}

@@ -36,6 +36,7 @@ from changeover.domain.policy import Shadow, TrafficPolicy
 from changeover.gateway.metrics import GatewayMetrics
 from changeover.gateway.pool import ModelPool
 from changeover.gateway.recorder import StoreWriter
+from changeover.gateway.summary import summarize  # one summary shape for the log and the pairs
 from changeover.store import shadows as shadow_store
 from changeover.store import tables as t
 from changeover.store.traffic import log_key
@@ -48,8 +49,6 @@ FieldReader = Callable[[str], str | None]
 
 
 def _first_rows(outputs: Mapping[str, np.ndarray], signature: Any) -> dict[str, Any]:
-    from changeover.gateway.app import summarize  # one summary shape for the log and the pairs
-
     return summarize(outputs, signature)[0]
 
 

@@ -13,16 +13,16 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from prometheus_client import CollectorRegistry
 from starlette.responses import Response
 
-from changeover.api.auth import check_bearer
 from changeover.domain.spec import parse_duration
 from changeover.errors import InvalidRequest
-from changeover.gateway.http import json_response
 from changeover.monitoring.drift_monitor import current_drift, drift_history, set_reference_profile
 from changeover.monitoring.engine import AlertEngine
 from changeover.monitoring.online import online_report
 from changeover.monitoring.prom import MonitoringMetrics, register_monitoring_metrics
 from changeover.monitoring.timeseries import choose_step, parse_since, timeseries
 from changeover.store.store import Store, VersionRecord
+from changeover.web.auth import check_bearer
+from changeover.web.http import json_response
 
 __all__ = ["make_monitoring_router", "set_reference_profile"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import numpy as np
 
+from changeover import oip
 from changeover.domain.signature import Signature
 from changeover.errors import ArtifactError
-from changeover.gateway import protocol
 from changeover.runtimes.base import LoadedModel, LoadRequest, Tensors
 
 
@@ -19,10 +19,10 @@ class RemoteModel:
         self.model = model
 
     def predict(self, inputs: Tensors) -> dict[str, np.ndarray]:
-        body = {"inputs": [protocol.encode_tensor(name, np.asarray(a)) for name, a in inputs.items()]}
+        body = {"inputs": [oip.encode_tensor(name, np.asarray(a)) for name, a in inputs.items()]}
         response = self.client.post(f"/v2/models/{self.model}/infer", json=body)
         response.raise_for_status()
-        return {o["name"]: protocol.decode_tensor(o)[0] for o in response.json()["outputs"]}
+        return {o["name"]: oip.decode_tensor(o)[0] for o in response.json()["outputs"]}
 
     def close(self) -> None:
         self.client.close()

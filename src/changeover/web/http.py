@@ -1,4 +1,4 @@
-"""Small HTTP helpers shared by the gateway's endpoints: JSON answers, body limits, errors."""
+"""HTTP helpers both apps share: JSON answers, body limits, and the one map from errors to status."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from changeover.errors import (
     InvalidRequest,
     MalformedRequest,
     NotFound,
+    PredictionFailed,
+    Unavailable,
 )
+from changeover.web.auth import AuthError
 
 
 class BodyTooLarge(Exception):
@@ -64,20 +67,42 @@ async def read_infer_body(request: Request, limit: int) -> tuple[Any, bytes | No
         raise MalformedRequest(f"the body is not valid JSON ({exc})") from None
 
 
-def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Response:
-    """Map a client-side error to its status; the message names the field."""
+def status_of(exc: Exception) -> int:
+    """The one map from errors to HTTP status codes (the gRPC endpoints map these on)."""
+    if isinstance(exc, AuthError):
+        return exc.status
     if isinstance(exc, BodyTooLarge):
-        return json_response({"error": str(exc)}, 413, headers)
+        return 413
     if isinstance(exc, MalformedRequest):
-        return json_response({"error": str(exc), "field": exc.field}, 400, headers)
-    if isinstance(exc, InvalidInput):
-        return json_response(
-            {"error": str(exc), "field": exc.field, "expected": exc.expected, "got": exc.got}, 422, headers
-        )
-    if isinstance(exc, InvalidRequest):
-        return json_response({"error": str(exc), "field": exc.field}, 422, headers)
+        return 400
+    if isinstance(exc, InvalidInput | InvalidRequest):
+        return 422
     if isinstance(exc, NotFound):
-        return json_response({"error": str(exc)}, 404, headers)
+        return 404
+    if isinstance(exc, PredictionFailed):
+        return 500
+    if isinstance(exc, Unavailable):
+        return 503
     if isinstance(exc, ChangeoverError):
-        return json_response({"error": str(exc)}, 409, headers)
+        return 409
     raise exc
+
+
+def error_body(exc: Exception) -> dict[str, Any]:
+    """What an error answer says: the message, and the field (and expectation) it is about."""
+    if isinstance(exc, InvalidInput):
+        return {"error": str(exc), "field": exc.field, "expected": exc.expected, "got": exc.got}
+    if isinstance(exc, MalformedRequest | InvalidRequest):
+        return {"error": str(exc), "field": exc.field}
+    if isinstance(exc, PredictionFailed):
+        return {"error": str(exc), "error_id": exc.error_id}
+    return {"error": str(exc)}
+
+
+def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Response:
+    """Map a client-side error to its status; the message names the field. Errors that are
+    not the project's are raised again (a bug: the server's 500)."""
+    status = status_of(exc)
+    if isinstance(exc, Unavailable):
+        headers = {**(headers or {}), "retry-after": str(exc.retry_after_s)}
+    return json_response(error_body(exc), status, headers)

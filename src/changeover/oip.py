@@ -189,3 +189,51 @@ def model_metadata(model: str, version: int, signature: Signature, platform: str
     if task is not None:
         meta["parameters"] = {"task": task}
     return meta
+
+
+def binary_outputs(meta: Mapping[str, Any]) -> bool | set[str]:
+    """Which outputs a v2 request asked for as raw bytes (the binary tensor data extension):
+    True for all (``parameters.binary_data_output``), else the names whose
+    ``parameters.binary_data`` is true (an empty set: none)."""
+    params = meta.get("parameters")
+    if isinstance(params, Mapping) and params.get("binary_data_output") is True:
+        return True
+    names: set[str] = set()
+    for out in meta.get("outputs") or ():
+        if isinstance(out, Mapping) and isinstance(out.get("parameters"), Mapping) \
+                and out["parameters"].get("binary_data") is True and isinstance(out.get("name"), str):
+            names.add(out["name"])
+    return names
+
+
+def tensor_bytes(array: np.ndarray, datatype: str) -> bytes:
+    """A tensor's raw little-endian values, as the binary extension carries them (BYTES: each
+    element a 4-byte little-endian length, then its bytes)."""
+    if datatype == "BYTES":
+        parts = []
+        for value in np.asarray(array, dtype=object).reshape(-1).tolist():
+            item = value if isinstance(value, bytes) else str(value).encode()
+            parts.append(len(item).to_bytes(4, "little") + item)
+        return b"".join(parts)
+    dtype = np.dtype(NUMPY_BY_DATATYPE[datatype]).newbyteorder("<")
+    return np.ascontiguousarray(array, dtype=dtype).tobytes()
+
+
+def encode_infer_response_binary(model: str, version: int, request_id: str, outputs: Mapping[str, np.ndarray],
+                                 binary: bool | set[str]) -> tuple[dict[str, Any], bytes]:
+    """A v2 answer with the binary extension: the JSON header (outputs asked for as binary
+    carry ``parameters.binary_data_size`` instead of ``data``) and the bytes that follow it."""
+    tensors: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, array in outputs.items():
+        if binary is True or (isinstance(binary, set) and name in binary):
+            array = np.asarray(array)
+            datatype = datatype_of(array)
+            raw = tensor_bytes(array, datatype)
+            tensors.append({"name": name, "datatype": datatype, "shape": list(array.shape),
+                            "parameters": {"binary_data_size": len(raw)}})
+            chunks.append(raw)
+        else:
+            tensors.append(encode_tensor(name, array))
+    header = {"model_name": model, "model_version": str(version), "id": request_id, "outputs": tensors}
+    return header, b"".join(chunks)

@@ -1,0 +1,178 @@
+"""The REST endpoints of the data plane: Open Inference Protocol v2 (JSON and the binary
+tensor data extension) and KServe v1, translated to and from the transport-agnostic core
+(`gateway.dataplane`). They run in a Starlette router of their own, with no middleware, which
+`server.py` puts in front of the management app (`data_plane_paths`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, Router
+
+from changeover import oip
+from changeover.errors import ChangeoverError
+from changeover.gateway.dataplane import DataPlane, InferAnswer, InferCall, InferFailed
+from changeover.web.auth import AuthError
+from changeover.web.http import (
+    BINARY_HEADER,
+    BodyTooLarge,
+    error_response,
+    json_response,
+    read_infer_body,
+    read_json,
+)
+
+__all__ = ["RestEndpoints", "is_data_plane_path", "server_metadata"]
+
+SERVER_NAME = "changeover"
+EXTENSIONS = ["binary_tensor_data", "model_repository_readonly", "kserve_v1"]
+
+
+def server_metadata() -> dict[str, Any]:
+    """The protocol's server metadata (``GET /v2``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("changeover")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without an install
+        ours = "0"
+    return {"name": SERVER_NAME, "version": ours, "extensions": EXTENSIONS}
+
+
+def is_data_plane_path(path: str) -> bool:
+    """Whether a request path is the data plane's (inference, feedback, health, /metrics)."""
+    return path.startswith(("/v2/", "/v1/models/")) or path in ("/v2", "/v1/feedback", "/metrics")
+
+
+def _failure(failed: InferFailed) -> Response:
+    headers = {"x-request-id": failed.request_id}
+    if failed.version is not None:
+        headers["x-changeover-version"] = str(failed.version)
+    cause = failed.cause
+    if isinstance(cause, AuthError):
+        if cause.status == 401:
+            headers["www-authenticate"] = "Bearer"
+        return json_response({"error": str(cause)}, cause.status, headers)
+    return error_response(cause, headers)
+
+
+class RestEndpoints:
+    def __init__(self, plane: DataPlane, max_body_bytes: int, metrics_registry: Any) -> None:
+        self.plane = plane
+        self.max_body_bytes = max_body_bytes
+        self.registry = metrics_registry
+        self._server_metadata = orjson.dumps(server_metadata())
+
+    async def _infer(self, request: Request, pinned: str | None, v1: bool) -> Response:
+        started = time.perf_counter()
+        model = request.path_params["model"]
+        headers = request.headers
+        plane = self.plane
+        meta: dict[str, Any] = {}
+        try:
+            try:
+                plane.check_token(headers)
+                body, binary = await read_infer_body(request, self.max_body_bytes)
+                if v1:
+                    call = InferCall(model, headers, instances=body, pinned=pinned, v1=True, started=started)
+                else:
+                    decoded, meta = oip.decode_infer_request(body, binary)
+                    call = InferCall(model, headers, decoded, meta, pinned=pinned, started=started)
+            except (ChangeoverError, BodyTooLarge, AuthError) as exc:
+                raise plane.rejected(model, exc, headers.get("x-request-id") or plane.new_request_id()) from None
+            answer = await plane.infer(call)
+        except InferFailed as failed:
+            return _failure(failed)
+        return self._answer(answer, meta, v1)
+
+    @staticmethod
+    def _answer(answer: InferAnswer, meta: dict[str, Any], v1: bool) -> Response:
+        headers = {"x-request-id": answer.request_id, "x-changeover-version": str(answer.version)}
+        if v1:
+            return json_response(oip.encode_v1_predictions(answer.outputs), 200, headers)
+        binary = oip.binary_outputs(meta) if meta else False
+        if binary:
+            header, raw = oip.encode_infer_response_binary(answer.model, answer.version, answer.request_id,
+                                                           answer.outputs, binary)
+            head = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+            headers[BINARY_HEADER] = str(len(head))
+            return Response(head + raw, 200, headers=headers, media_type="application/octet-stream")
+        body = oip.encode_infer_response(answer.model, answer.version, answer.request_id, answer.outputs)
+        return json_response(body, 200, headers)
+
+    # ---- endpoints ------------------------------------------------------------------
+
+    async def infer(self, request: Request) -> Response:
+        return await self._infer(request, None, v1=False)
+
+    async def infer_pinned(self, request: Request) -> Response:
+        return await self._infer(request, request.path_params["version"], v1=False)
+
+    async def predict_v1(self, request: Request) -> Response:
+        return await self._infer(request, None, v1=True)
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def server_meta(self, request: Request) -> Response:
+        return Response(self._server_metadata, media_type="application/json")
+
+    async def health_ready(self, request: Request) -> Response:
+        ready = self.plane.ready
+        return json_response({"ready": ready}, 200 if ready else 503)
+
+    async def metadata(self, request: Request) -> Response:
+        try:
+            meta = await self.plane.model_metadata(request.path_params["model"], request.path_params.get("version"))
+        except ChangeoverError as exc:
+            return error_response(exc)
+        return json_response(meta)
+
+    async def model_ready(self, request: Request) -> Response:
+        model = request.path_params["model"]
+        try:
+            ready = self.plane.model_ready(model, request.path_params.get("version"))
+        except ChangeoverError as exc:
+            return error_response(exc)
+        return json_response({"name": model, "ready": ready}, 200 if ready else 503)
+
+    async def feedback(self, request: Request) -> Response:
+        try:
+            self.plane.check_token(request.headers)
+        except AuthError as exc:
+            return json_response({"error": str(exc)}, exc.status)
+        try:
+            body = await read_json(request, self.max_body_bytes)
+            status, answer = await self.plane.feedback(body)
+        except (ChangeoverError, BodyTooLarge) as exc:
+            return error_response(exc)
+        return json_response(answer, status)
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/health/live", self.live, methods=["GET"]),
+            Route("/v2/health/ready", self.health_ready, methods=["GET"]),
+            Route("/v2", self.server_meta, methods=["GET"]),
+            Route("/v2/models/{model}", self.metadata, methods=["GET"]),
+            Route("/v2/models/{model}/ready", self.model_ready, methods=["GET"]),
+            Route("/v2/models/{model}/versions/{version}", self.metadata, methods=["GET"]),
+            Route("/v2/models/{model}/versions/{version}/ready", self.model_ready, methods=["GET"]),
+            Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
+            Route("/v2/models/{model}/versions/{version}/infer", self.infer_pinned, methods=["POST"]),
+            Route("/v1/models/{model}:predict", self.predict_v1, methods=["POST"]),
+            Route("/v1/models/{model}", self.model_ready, methods=["GET"]),
+            Route("/v1/feedback", self.feedback, methods=["POST"]),
+            Route("/metrics", self.prometheus, methods=["GET"]),
+        ]
+
+    def router(self) -> Router:
+        """The data plane's own ASGI app: these routes and nothing else (no middleware)."""
+        return Router(self.routes())
