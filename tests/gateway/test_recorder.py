@@ -43,9 +43,11 @@ class Outage:
             yield conn
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else \
+        str(request.getfixturevalue("fresh_postgres_url"))
+    s = Store(url)
     yield s
     s.close()
 
@@ -92,6 +94,30 @@ def test_the_writer_survives_an_outage_and_says_so(store: Store, monkeypatch: py
         # and it goes on writing
         writer.put(t.requests, request_row(10_000))
         assert writer.flush(5) and count_requests(store) == 900 - dropped + 1
+    finally:
+        writer.stop()
+
+
+def test_what_the_request_log_keeps_reads_back_as_it_was_served(store: Store) -> None:
+    """The request log's fast insert: JSON columns round-trip (NaN, which JSON lacks, as null),
+    and a served request is found by its id for feedback."""
+    from changeover.store.traffic import served_request
+
+    writer = writer_for(store)
+    writer.start()
+    try:
+        row = request_row(1, "rid-json") | {
+            "output": {"label": 2, "probabilities": [0.1, float("nan"), 0.9], "ranking": ["a", "b"]},
+            "inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1.5, 2.0]}],
+            "answer": [{"name": "label", "datatype": "INT64", "shape": [1], "data": [2]}],
+            "segment": "eu", "recorded": True}
+        writer.put(t.requests, row)
+        assert writer.flush(5) and writer.written == 1
+        got = served_request(store, "rid-json")
+        assert got is not None
+        assert got["output"] == {"label": 2, "probabilities": [0.1, None, 0.9], "ranking": ["a", "b"]}
+        assert got["inputs"] == row["inputs"] and got["answer"] == row["answer"]
+        assert got["segment"] == "eu" and got["recorded"] is True and got["version"] == 1
     finally:
         writer.stop()
 

@@ -22,11 +22,12 @@ from typing import Any
 from sqlalchemy import Table, delete, func, insert, select
 
 from changeover.store import tables as t
+from changeover.store import traffic
 from changeover.store.store import Store
 
 log = logging.getLogger(__name__)
 
-INTERVAL_S = 0.02  # how often the writer looks for rows to write
+INTERVAL_S = 0.05  # how often the writer looks for rows to write (bigger batches cost less per row)
 BATCH = 5000  # rows per transaction at most
 BACKOFF_S = 0.2  # the first wait after a failed batch; doubled per failure…
 MAX_BACKOFF_S = 5.0  # …up to this
@@ -189,7 +190,11 @@ class StoreWriter:
     def _insert(self, grouped: dict[Table, list[dict[str, Any]]]) -> None:
         with self.store.tx() as conn:
             for table, rows in grouped.items():
-                if rows:
+                if not rows:
+                    continue
+                if table is t.requests:
+                    traffic.insert_requests(conn, rows)
+                else:
                     conn.execute(insert(table), rows)
 
     def _recovered(self) -> None:

@@ -71,13 +71,14 @@ class RestEndpoints:
     async def _infer(self, request: Request, pinned: str | None, v1: bool) -> Response:
         started = time.perf_counter()
         model = request.path_params["model"]
-        headers = request.headers
+        # one dict of the headers (names arrive lower-cased): the core reads several of them
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
         plane = self.plane
         meta: dict[str, Any] = {}
         try:
             try:
                 plane.check_token(headers)
-                body, binary = await read_infer_body(request, self.max_body_bytes)
+                body, binary = await read_infer_body(request, self.max_body_bytes, headers)
                 if v1:
                     call = InferCall(model, headers, instances=body, pinned=pinned, v1=True, started=started)
                 else:

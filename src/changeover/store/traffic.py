@@ -7,7 +7,8 @@ import hashlib
 import time
 from typing import Any
 
-from sqlalchemy import and_, insert, select
+import orjson
+from sqlalchemy import Connection, and_, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from changeover.errors import RequestNotFound
@@ -140,3 +141,30 @@ def recent_traffic(store: Store, model: str, version: int, *, seconds: float = 3
     return {"requests": requests, "errors": errors, "seconds": span,
             "rate": requests / span if span > 0 else 0.0,
             "error_rate": errors / requests if requests else 0.0, "latencies": latencies}
+
+
+REQUEST_COLUMNS = ("request_id", "model", "version", "at", "status", "latency_ms", "output", "inputs", "answer",
+                   "segment", "recorded")
+_JSON_COLUMNS = frozenset({"output", "inputs", "answer"})
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    # NaN and infinity become null (JSON has neither; PostgreSQL's json refuses them)
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
+def insert_requests(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Append request-log rows in one statement: the hot write of every served request, so it
+    goes to the driver's executemany directly (a third of the CPU of a Core insert per row)."""
+    if not rows:
+        return
+    postgres = conn.dialect.name == "postgresql"
+    mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+    values = ", ".join(f"{mark}::json" if postgres and c in _JSON_COLUMNS else mark for c in REQUEST_COLUMNS)
+    sql = f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({values})"
+    params = [(r["request_id"], r["model"], r["version"], r["at"], r["status"], r["latency_ms"],
+               _json_text(r.get("output")), _json_text(r.get("inputs")), _json_text(r.get("answer")),
+               r.get("segment"), bool(r.get("recorded"))) for r in rows]
+    conn.exec_driver_sql(sql, params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -39,10 +40,14 @@ async def read_json(request: Request, limit: int) -> Any:
 BINARY_HEADER = "inference-header-content-length"
 
 
-async def read_infer_body(request: Request, limit: int) -> tuple[Any, bytes | None]:
+async def read_infer_body(request: Request, limit: int,
+                          headers: Mapping[str, str] | None = None) -> tuple[Any, bytes | None]:
     """The JSON part of a body and, with the binary tensor data extension (Triton/KServe:
-    ``Inference-Header-Content-Length``), the raw bytes that follow it."""
-    declared = request.headers.get("content-length")
+    ``Inference-Header-Content-Length``), the raw bytes that follow it. ``headers``: the
+    request's headers already read into a dict (lower-case names), else read here."""
+    if headers is None:
+        headers = request.headers
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
     chunks: list[bytes] = []
@@ -56,7 +61,7 @@ async def read_infer_body(request: Request, limit: int) -> tuple[Any, bytes | No
     if not raw:
         raise MalformedRequest("the body is empty; expected JSON")
     binary: bytes | None = None
-    header_length = request.headers.get(BINARY_HEADER)
+    header_length = headers.get(BINARY_HEADER)
     if header_length is not None:
         if not header_length.isdigit() or int(header_length) > len(raw):
             raise MalformedRequest(f"{BINARY_HEADER} must be a byte count within the body", BINARY_HEADER)
