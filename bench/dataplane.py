@@ -474,9 +474,8 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
     for t in targets.values():
         for note in t.notes:
             console.print(f"[yellow]{SCENARIOS[t.name]}: {note}[/yellow]")
-    busy = max(load_before[0], os.getloadavg()[0]) > 0.5 * (os.cpu_count() or 1)
-    if busy:
-        console.print("[yellow]the machine was busy during the run (load average below): the ratios, taken within "
+    if load_before[0] > 0.5 * (os.cpu_count() or 1):  # after the run, the load counts our own servers and wrk
+        console.print("[yellow]the machine was busy before the run (load average below): the ratios, taken within "
                       "rounds, hold up better than the absolute figures, and p99s least of all[/yellow]")
     console.print(
         f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
