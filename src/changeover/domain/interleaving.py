@@ -383,6 +383,7 @@ def judge_preference(pref: Preference, tolerance: float, alpha: float = 0.05, *,
     share = "n/a" if n == 0 else f"{pref.share_b:.2%}"
     reason = (f"{verdict}: candidate's share of decided requests {share} ({counts}); "
               f"harm {harm.estimate:+.4f} in [{harm.low:+.4f}, {harm.high:+.4f}] (always-valid, "
-              f"alpha {alpha:.3g}), tolerance {tolerance:.4g}; a pass needs {need} decided requests")
+              f"alpha {alpha:.3g}), tolerance {tolerance:.4g}; an equally good candidate passes at {need} "
+              f"decided requests, a better one sooner")
     return Check(CHECK_NAME, outcome, harm.estimate, harm.low, harm.high, n, pref.requests, reason,
                  required, enough, tolerance, alpha)

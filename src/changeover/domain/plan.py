@@ -19,6 +19,8 @@ from numpy.typing import ArrayLike
 from scipy.stats import norm
 
 from changeover.domain.criteria import canary_config, stages
+from changeover.domain.judge import LATENCY_QUANTILE
+from changeover.domain.quantiles import LatencyHistogram, quantile_bounds
 from changeover.domain.sequential import planned_boundary, required_samples
 from changeover.domain.spec import RolloutSpec, format_duration
 
@@ -54,9 +56,18 @@ def rough(seconds: float) -> str:
     return format_duration(max(unit, round(seconds / unit) * unit))
 
 
-def _latency_samples(latencies: ArrayLike, max_ratio: float, alpha: float, power: float) -> float:
-    """Canary latencies for the p99 ratio: var(log q̂) ≈ p(1 − p)/(n (f(q)·q)²), f read off
-    the champion's sample; the arms' two intervals each take half the error."""
+def _latency_samples(latencies: ArrayLike, max_ratio: float, alpha: float, power: float,
+                     baseline_ratio: float = 1.0) -> float:
+    """Canary latencies for the p99 ratio: the larger of two counts.
+
+    - The normal approximation: var(log q̂) ≈ p(1 − p)/(n (f(q)·q)²), f read off the champion's
+      sample; the arms' two intervals each take half the error.
+    - The judge's own bound: the smallest n at which the always-valid interval of the ratio
+      (`quantiles.quantile_bounds` of each arm, as `judge` computes it) lies below
+      `max_ratio` on the champion's latencies scaled to n canary and ``baseline_ratio``·n
+      baseline samples. The confidence sequence of a p99 stays unbounded above until a few
+      thousand samples, whatever the spread: the approximation alone promised ~50 samples
+      where a pass needed ~2,000."""
     x = np.asarray(latencies, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size < 200:
@@ -66,7 +77,34 @@ def _latency_samples(latencies: ArrayLike, max_ratio: float, alpha: float, power
         return math.nan
     density = 0.01 / (hi - lo)
     z = planned_boundary(alpha / 2.0) + float(norm.ppf(power))
-    return (z / math.log(max_ratio)) ** 2 * 0.99 * 0.01 / (density * q) ** 2
+    approx = (z / math.log(max_ratio)) ** 2 * 0.99 * 0.01 / (density * q) ** 2
+    return max(approx, _bounded_at(x, max_ratio, alpha, baseline_ratio))
+
+
+def _bounded_at(x: np.ndarray, max_ratio: float, alpha: float, baseline_ratio: float) -> float:
+    """The canary samples at which the judge's p99-ratio interval, on samples shaped as `x`,
+    first lies below `max_ratio` (doubling, then bisection; inf past 10⁸)."""
+    shape = LatencyHistogram()
+    shape.add(x)
+    share = shape.counts / shape.weight
+
+    def below(n: float) -> bool:
+        canary, baseline = LatencyHistogram(), LatencyHistogram()
+        for hist, size in ((canary, n), (baseline, max(n * baseline_ratio, 1.0))):
+            hist.counts, hist.weight, hist.weight_sq, hist.values = share * size, size, size, int(size)
+        high_c = quantile_bounds(canary, LATENCY_QUANTILE, alpha / 2.0).high
+        low_b = quantile_bounds(baseline, LATENCY_QUANTILE, alpha / 2.0).low
+        return low_b > 0 and math.isfinite(high_c) and high_c / low_b < max_ratio
+
+    low, high = 10.0, 10.0
+    while not below(high):
+        low, high = high, high * 2
+        if high > 1e8:
+            return math.inf
+    while high - low > max(1.0, 0.02 * high):
+        mid = (low + high) / 2
+        low, high = (low, mid) if below(mid) else (mid, high)
+    return high
 
 
 def needs(spec: RolloutSpec, traffic: Traffic) -> list[Need]:
@@ -90,7 +128,7 @@ def needs(spec: RolloutSpec, traffic: Traffic) -> list[Need]:
             n = required_samples(var, var, ratio, crit.tolerance or 0.0, alpha, config.power)
             rate = canary_rate * (traffic.label_share if traffic.label_share is not None else 1.0)
         elif crit.name == "latency_p99_ms":
-            n = _latency_samples(traffic.latencies_ms, crit.tolerance or 1.2, alpha, config.power)
+            n = _latency_samples(traffic.latencies_ms, crit.tolerance or 1.2, alpha, config.power, ratio)
             rate = canary_rate
         else:
             continue  # mae, rmse, reward: their variances are known only once labels arrive
@@ -115,7 +153,8 @@ def interleave_plan(spec: RolloutSpec, traffic: Traffic) -> list[str]:
     ends = [f"{il.until.requests:,} clicked requests"] if il.until.requests else []
     ends += [format_duration(il.until.or_after)] if il.until.or_after else []
     return [f"interleave: {il.sample * 100:g}% of {traffic.rate:.3g} req/s interleaved, top {il.k}; "
-            f"a pass needs {what}; judged at {' or '.join(ends)}"]
+            f"a pass needs {what} for an equally good candidate, fewer for a better one; "
+            f"judged at {' or '.join(ends)}"]
 
 
 def describe(spec: RolloutSpec, traffic: Traffic) -> list[str]:
