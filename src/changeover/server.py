@@ -19,6 +19,7 @@ from changeover.api.rollout_routes import make_rollout_router
 from changeover.control.loop import Controller
 from changeover.control.rollouts import RolloutReconciler
 from changeover.evaluation.jobs import gate_job
+from changeover.gateway.grpc import GrpcEndpoints
 from changeover.gateway.rest import is_data_plane_path
 from changeover.gateway.service import Gateway
 from changeover.monitoring.figures import rollback_on_alert
@@ -35,8 +36,9 @@ log = logging.getLogger("changeover")
 class Server:
     """Every long-lived part of one ``serve`` process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, grpc_host: str = "127.0.0.1") -> None:
         self.settings = settings
+        self.grpc_host = grpc_host
         settings.home.mkdir(parents=True, exist_ok=True)
         token, generated = ensure_token(settings.token, settings.token_file)
         if generated:
@@ -47,6 +49,7 @@ class Server:
         self.store = Store(settings.store_url)
         self.registry = Registry(self.store, ArtifactStore(settings.artifacts_dir))
         self.gateway = Gateway(self.store, self.registry, settings)
+        self.grpc = GrpcEndpoints(self.gateway.plane, settings.max_body_bytes)
         self.controller = Controller(self.store, tick_s=settings.controller_tick_s)
         self.jobs = JobRunner()
         self.monitoring = Monitoring(
@@ -100,6 +103,8 @@ class Server:
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await self.gateway.start()
+            if self.settings.grpc_port is not None:
+                await self.grpc.start(self.grpc_host, self.settings.grpc_port)
             self.jobs.warm()  # the first apply's compatibility replay need not start a process
             self.controller.start()
             self.monitoring.start()
@@ -113,6 +118,7 @@ class Server:
                 self.monitoring.stop()
                 self.controller.stop()
                 self.jobs.close()
+                await self.grpc.stop()  # before the gateway: its in-flight calls finish first
                 await self.gateway.stop()
                 self.store.close()
 
@@ -130,5 +136,5 @@ class Server:
         return app
 
 
-def create_app(settings: Settings | None = None) -> Any:
-    return Server(settings or Settings()).app()
+def create_app(settings: Settings | None = None, *, grpc_host: str = "127.0.0.1") -> Any:
+    return Server(settings or Settings(), grpc_host=grpc_host).app()

@@ -24,8 +24,11 @@ class Settings(BaseSettings):
     url: str = "http://127.0.0.1:8080"
     """Where the CLI finds the server."""
 
+    grpc_port: int | None = None
+    """Port of the Open Inference Protocol's gRPC service (``serve --grpc-port``); unset: none."""
+
     max_body_bytes: int = 8 * 1024 * 1024
-    """Inference requests with a larger body are refused with 413."""
+    """Inference requests with a larger body are refused with 413 (gRPC: RESOURCE_EXHAUSTED)."""
 
     require_token_for_inference: bool = False
     """When true, inference and feedback also need the management token."""

@@ -32,13 +32,18 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    grpc_port: Annotated[int | None, typer.Option(
+        help="Also serve the Open Inference Protocol over gRPC on this port (on --host); "
+             "default: CHANGEOVER_GRPC_PORT, else no gRPC")] = None,
 ) -> None:
     """Start the server: gateway, controller and management API in one process."""
     import uvicorn
 
     from changeover.server import create_app
+    from changeover.settings import Settings
 
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, access_log=False)
+    settings = Settings() if grpc_port is None else Settings(grpc_port=grpc_port)
+    uvicorn.run(create_app(settings, grpc_host=host), host=host, port=port, log_level=log_level, access_log=False)
 
 
 @models_app.command("push")
