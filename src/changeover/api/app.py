@@ -3,6 +3,7 @@ state (versions, aliases, rollouts) and wakes the controller; it never moves tra
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,8 @@ from changeover.registry.service import Registry
 from changeover.store.store import Store
 from changeover.web.auth import AuthError, check_bearer
 from changeover.web.http import error_response
+
+UPLOAD_WRITE_BYTES = 1 << 20  # an upload is written in pieces of about this size
 
 Preflight = Callable[[str, int], Awaitable[None]]
 MAX_ARTIFACT_BYTES = 4 * 1024**3
@@ -130,30 +133,50 @@ def make_router(ctx: ApiContext) -> APIRouter:
         safe_name = Path(filename).name
         if not safe_name or safe_name in (".", ".."):
             raise InvalidRequest("filename", "must be a file name")
-        with tempfile.TemporaryDirectory() as tmp:
-            upload = Path(tmp) / ("upload.tar.gz" if folder else safe_name)
+        # the upload (up to MAX_ARTIFACT_BYTES) is written and unpacked in worker threads: the
+        # event loop serves inference meanwhile
+        tmp = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
+        try:
+            upload = tmp / ("upload.tar.gz" if folder else safe_name)
             size = 0
-            with open(upload, "wb") as fh:
+            fh = await anyio.to_thread.run_sync(upload.open, "wb")
+            try:
+                buffer: list[bytes] = []
+                buffered = 0
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > MAX_ARTIFACT_BYTES:
                         raise InvalidRequest("body", f"artifact larger than {MAX_ARTIFACT_BYTES} bytes")
-                    fh.write(chunk)
+                    buffer.append(chunk)
+                    buffered += len(chunk)
+                    if buffered >= UPLOAD_WRITE_BYTES:
+                        await anyio.to_thread.run_sync(fh.write, b"".join(buffer))
+                        buffer, buffered = [], 0
+                if buffer:
+                    await anyio.to_thread.run_sync(fh.write, b"".join(buffer))
+            finally:
+                await anyio.to_thread.run_sync(fh.close)
             if size == 0:
                 raise InvalidRequest("body", "the artifact is empty")
             path = upload
             if folder:
-                path = Path(tmp) / safe_name.removesuffix(".tar.gz")
-                path.mkdir()
-                try:
+                path = tmp / safe_name.removesuffix(".tar.gz")
+
+                def unpack() -> None:
+                    path.mkdir()
                     with tarfile.open(upload, "r:gz") as archive:
                         archive.extractall(path, filter="data")
+
+                try:
+                    await anyio.to_thread.run_sync(unpack)
                 except (tarfile.TarError, OSError) as exc:
                     raise InvalidRequest("body", f"not a readable .tar.gz of a folder ({exc})") from None
             record, created = await anyio.to_thread.run_sync(
                 lambda: registry.push(path, name=name, labels=labels, runtime=runtime, trust=trust,
                                       actor=actor_of(request), source=filename)
             )
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(tmp, ignore_errors=True))
         return JSONResponse(record.to_dict() | {"created": created}, status_code=201 if created else 200)
 
     @router.put("/models/{name}/aliases/{alias}", summary="Move an alias; moving champion swaps traffic with no failed request")
