@@ -36,13 +36,14 @@ def retry_loading(send: Callable[[], httpx.Response], timeout: float = 30.0) -> 
 
 class ServerProcess:
     def __init__(self, home: Path, *, store: str | None = None, env: dict[str, str] | None = None,
-                 port: int | None = None, grpc_port: int | None = None) -> None:
+                 port: int | None = None, grpc_port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.home = Path(home)
         self.port = port or free_port()
         self.grpc_port = grpc_port  # also serve gRPC there (``serve --grpc-port``); 0: a free port
         if grpc_port == 0:
             self.grpc_port = free_port()
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        self.args = args  # more `serve` options, e.g. ("--workers", "2")
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -64,7 +65,7 @@ class ServerProcess:
         out = open(self.log, "ab")  # noqa: SIM115 - the server process owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "changeover.cli.main", "serve", "--port", str(self.port),
-             *(["--grpc-port", str(self.grpc_port)] if self.grpc_port is not None else [])],
+             *(["--grpc-port", str(self.grpc_port)] if self.grpc_port is not None else []), *self.args],
             env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -121,6 +123,10 @@ class Server:
                 await self.grpc.stop()  # before the gateway: its in-flight calls finish first
                 await self.gateway.stop()
                 self.store.close()
+                if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                    from prometheus_client import multiprocess
+
+                    multiprocess.mark_process_dead(os.getpid())
 
         app = FastAPI(title="changeover", version="0.1.0", lifespan=lifespan,
                       description="Model updates without hurting production: management API. "
@@ -138,3 +144,30 @@ class Server:
 
 def create_app(settings: Settings | None = None, *, grpc_host: str = "127.0.0.1") -> Any:
     return Server(settings or Settings(), grpc_host=grpc_host).app()
+
+
+WORKER_HOST_ENV = "CHANGEOVER_WORKER_GRPC_HOST"
+
+
+def prepare_workers(settings: Settings, host: str) -> None:
+    """Before ``serve --workers N`` starts its processes: the token and the schema once (not
+    raced by N processes), Prometheus' multiprocess folder emptied, and what the workers need
+    to know put in the environment they inherit."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    token, generated = ensure_token(settings.token, settings.token_file)
+    if generated:
+        print(f"changeover: generated a management token (kept in {settings.token_file}, mode 0600):\n  {token}",
+              file=sys.stderr, flush=True)
+    Store(settings.store_url).close()  # migrations, once
+    folder = settings.home / "prometheus"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    os.environ[WORKER_HOST_ENV] = host
+    if settings.grpc_port is not None:
+        os.environ["CHANGEOVER_GRPC_PORT"] = str(settings.grpc_port)
+
+
+def create_worker_app() -> Any:
+    """The app of one ``serve --workers`` process (uvicorn's factory)."""
+    return create_app(Settings(), grpc_host=os.environ.get(WORKER_HOST_ENV, "127.0.0.1"))

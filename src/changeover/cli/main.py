@@ -35,14 +35,22 @@ def serve(
     grpc_port: Annotated[int | None, typer.Option(
         help="Also serve the Open Inference Protocol over gRPC on this port (on --host); "
              "default: CHANGEOVER_GRPC_PORT, else no gRPC")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Worker processes sharing the port (one per core); each serves inference and the API, "
+                    "one leads the controller; Prometheus metrics are merged across them")] = 1,
 ) -> None:
-    """Start the server: gateway, controller and management API in one process."""
+    """Start the server: gateway, controller and management API in one process (or --workers)."""
     import uvicorn
 
-    from changeover.server import create_app
+    from changeover.server import create_app, prepare_workers
     from changeover.settings import Settings
 
     settings = Settings() if grpc_port is None else Settings(grpc_port=grpc_port)
+    if workers > 1:
+        prepare_workers(settings, host)
+        uvicorn.run("changeover.server:create_worker_app", factory=True, workers=workers, host=host, port=port,
+                    log_level=log_level, access_log=False)
+        return
     uvicorn.run(create_app(settings, grpc_host=host), host=host, port=port, log_level=log_level, access_log=False)
 
 

@@ -64,22 +64,28 @@ class PolicyFollower:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def on_generation(self, model: str, generation: int) -> None:
-        """Called from any thread when a policy generation commits."""
+        """Called from any thread when a policy generation commits; model "" when another
+        process says only that something changed (every model's generation is read)."""
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.refresh(model)))
+            work = self.refresh(model) if model else self.refresh_changed()
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(work))
+
+    async def refresh_changed(self) -> None:
+        """Adopt every model's newer generation, if any."""
+        try:
+            generations = await anyio.to_thread.run_sync(self.store.generations)
+        except Exception as exc:
+            log.warning("reading policy generations failed (serving on the last policy): %s", exc)
+            return
+        for model, generation in generations.items():
+            current = self.policies.get(model)
+            if current is None or current.generation < generation:
+                await self.refresh(model)
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_s)
-            try:
-                generations = await anyio.to_thread.run_sync(self.store.generations)
-            except Exception as exc:
-                log.warning("policy poll failed (serving on the last policy): %s", exc)
-                continue
-            for model, generation in generations.items():
-                current = self.policies.get(model)
-                if current is None or current.generation < generation:
-                    await self.refresh(model)
+            await self.refresh_changed()
 
     def record(self, model: str, version: int) -> VersionRecord:
         """A version's record, from the store once (versions are immutable: cached forever)."""

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# with `serve --workers N` (Prometheus' multiprocess mode) a gauge shows the most recent value any
+# live worker set: every worker follows the same policies and reads the same store
+GAUGE_MODE: Final = "livemostrecent"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -32,13 +38,16 @@ class GatewayMetrics:
             "changeover_latency_seconds", "Latency of answered inference requests", ["model", "version"],
             buckets=LATENCY_BUCKETS, registry=r,
         )
-        self.generation = Gauge("changeover_policy_generation", "Traffic policy generation served", ["model"], registry=r)
-        self.weight = Gauge("changeover_traffic_weight", "Percent of traffic per version", ["model", "version"], registry=r)
+        self.generation = Gauge("changeover_policy_generation", "Traffic policy generation served", ["model"], registry=r,
+                                multiprocess_mode=GAUGE_MODE)
+        self.weight = Gauge("changeover_traffic_weight", "Percent of traffic per version", ["model", "version"],
+                            registry=r, multiprocess_mode=GAUGE_MODE)
         self.shadow_calls = Counter(
             "changeover_shadow_calls", "Mirrored calls by outcome", ["model", "version", "outcome"], registry=r
         )
         self.shadow_agreement = Gauge(
-            "changeover_shadow_agreement", "Running agreement of a shadow with the champion", ["model", "version"], registry=r
+            "changeover_shadow_agreement", "Running agreement of a shadow with the champion", ["model", "version"],
+            registry=r, multiprocess_mode=GAUGE_MODE,
         )
         self.dropped_records = Counter(
             "changeover_dropped_records", "Request-log rows dropped because the writer was behind", registry=r

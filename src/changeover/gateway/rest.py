@@ -5,6 +5,7 @@ tensor data extension) and KServe v1, translated to and from the transport-agnos
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -155,6 +156,14 @@ class RestEndpoints:
         return json_response(answer, status)
 
     async def prometheus(self, request: Request) -> Response:
+        """The metrics; with ``serve --workers`` (Prometheus' multiprocess folder set), those of
+        every worker merged: counters and histograms summed, gauges the most recent."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import CollectorRegistry, multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return Response(generate_latest(merged), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     def routes(self) -> list[Route]:

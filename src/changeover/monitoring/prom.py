@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from changeover.domain.rollout_state import Phase
 from changeover.errors import NotFound
+from changeover.gateway.metrics import GAUGE_MODE
 from changeover.monitoring.drift_monitor import current_drift
 from changeover.monitoring.online import RANKING_METRICS, online_report
 from changeover.store import tables as t
@@ -57,34 +58,34 @@ class MonitoringMetrics:
         r = self.registry = registry
         self.drift_score = _Family(Gauge(
             "changeover_drift_score", "Drift statistic of a column against the reference (KS D, Wasserstein/std, "
-            "Jensen-Shannon, chi2 or z)", ["model", "version", "column", "test"], registry=r))
+            "Jensen-Shannon, chi2 or z)", ["model", "version", "column", "test"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.drift_detected = _Family(Gauge(
             "changeover_drift_detected", "1 when the column drifted (corrected across columns)",
-            ["model", "version", "column"], registry=r))
+            ["model", "version", "column"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.drift_share = _Family(Gauge(
-            "changeover_drift_share", "Share of input columns that drifted", ["model", "version"], registry=r))
+            "changeover_drift_share", "Share of input columns that drifted", ["model", "version"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.online = _Family(Gauge(
             "changeover_online_metric", "Online metric from feedback over labelled requests",
-            ["model", "version", "metric"], registry=r))
+            ["model", "version", "metric"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.online_segment = _Family(Gauge(
             "changeover_online_segment_metric", "Online ranking metric from feedback, per segment of the request log "
-            f"({', '.join(SEGMENT_METRICS)})", ["model", "version", "segment", "metric"], registry=r))
+            f"({', '.join(SEGMENT_METRICS)})", ["model", "version", "segment", "metric"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.labelled = _Family(Gauge(
-            "changeover_online_labelled", "Requests with a label in the online window", ["model", "version"], registry=r))
+            "changeover_online_labelled", "Requests with a label in the online window", ["model", "version"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.rollout_phase = _Family(Gauge(
-            "changeover_rollout_phase", "1 for the phase the model's latest rollout is in", ["model", "phase"], registry=r))
+            "changeover_rollout_phase", "1 for the phase the model's latest rollout is in", ["model", "phase"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.rollout_step = _Family(Gauge(
             "changeover_rollout_step", "Cursor of the latest rollout into its canary steps (-1 before)",
-            ["model"], registry=r))
+            ["model"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.rollout_weight = _Family(Gauge(
             "changeover_rollout_weight", "Percent of live traffic the rollout's candidate gets",
-            ["model", "version"], registry=r))
+            ["model", "version"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.generation = _Family(Gauge(
             "changeover_policy_generation_stored", "Newest traffic policy generation written to the store",
-            ["model"], registry=r))
+            ["model"], registry=r, multiprocess_mode=GAUGE_MODE))
         self.alert_firing = _Family(Gauge(
-            "changeover_alert_firing", "1 while an alert rule fires", ["rule", "model", "severity"], registry=r))
-        self.refreshed_at = Gauge("changeover_monitoring_refreshed", "Unix time of the last refresh", registry=r)
+            "changeover_alert_firing", "1 while an alert rule fires", ["rule", "model", "severity"], registry=r, multiprocess_mode=GAUGE_MODE))
+        self.refreshed_at = Gauge("changeover_monitoring_refreshed", "Unix time of the last refresh", registry=r, multiprocess_mode=GAUGE_MODE)
 
     def update(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -53,23 +54,60 @@ def migrate(engine: Engine) -> None:
 
 
 class Notifier:
-    """Tells subscribers in this process that a policy generation committed.
+    """Tells subscribers that a policy generation committed.
 
+    In this process, at once. Across processes on one SQLite file (``serve --workers N``, or
+    several servers on one home), through a signal file beside the database: a publish bumps
+    its modification time, and a watcher thread in every subscribed process checks it every
+    `WATCH_S` and tells its subscribers ``("", 0)``: "something changed, read the generations".
     On PostgreSQL, other processes hear it through LISTEN/NOTIFY (see ``pg_listen``);
     everywhere, gateways also poll slowly as the fallback.
     """
 
-    def __init__(self) -> None:
+    WATCH_S = 0.02
+
+    def __init__(self, signal_file: Path | None = None) -> None:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self.signal_file = signal_file
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def subscribe(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
+            if self.signal_file is not None and self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch, name="changeover-generation-watch", daemon=True)
+                self._watcher.start()
 
     def publish(self, model: str, generation: int) -> None:
+        self._tell(model, generation)
+        if self.signal_file is not None:
+            with contextlib.suppress(OSError):  # a signal lost: the other processes' poll still sees it
+                self.signal_file.touch()
+                os.utime(self.signal_file)
+
+    def _tell(self, model: str, generation: int) -> None:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
             with contextlib.suppress(Exception):  # a listener's failure must not undo a committed write
                 listener(model, generation)
+
+    def _mtime(self) -> int:
+        assert self.signal_file is not None
+        try:
+            return self.signal_file.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def _watch(self) -> None:
+        seen = self._mtime()
+        while not self._stop.wait(self.WATCH_S):
+            now = self._mtime()
+            if now != seen:
+                seen = now
+                self._tell("", 0)
+
+    def close(self) -> None:
+        self._stop.set()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
@@ -57,6 +58,14 @@ class VersionRecord:
         return out
 
 
+def _signal_file(url: str) -> Path | None:
+    """Where processes on one SQLite file signal a new generation to each other (none for a
+    database in memory, or PostgreSQL, whose processes LISTEN)."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///:memory:",):
+        return None
+    return Path(url.split("sqlite:///", 1)[1] + ".generation")
+
+
 def _version(row: Any) -> VersionRecord:
     return VersionRecord(
         model=row.model,
@@ -78,12 +87,13 @@ class Store:
     def __init__(self, url: str, *, run_migrations: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self.notifier = Notifier()
+        self.notifier = Notifier(_signal_file(url))
         self.is_postgres = self.engine.dialect.name == "postgresql"
         if run_migrations:
             migrate(self.engine)
 
     def close(self) -> None:
+        self.notifier.close()
         self.engine.dispose()
 
     @contextmanager
