@@ -76,6 +76,7 @@ MB = 1024 * 1024
 SCENARIOS = {
     "bare": "bare Starlette",
     "champion": "changeover champion",
+    "workers2": "changeover champion, --workers 2",
     "canary": "changeover 10% canary",
     "shadow": "changeover 100% shadow",
     "hang": "changeover hanging shadow",
@@ -150,12 +151,13 @@ def start_bare(work: Path, models: dict[str, Path], body: Path) -> Target:
 
 
 def start_changeover(name: str, work: Path, models: dict[str, Path], body: Path) -> Target:
-    server = ServerProcess(work / f"home-{name}", env=TIMERS)
-    server.start()
+    server = ServerProcess(work / f"home-{name}", env=TIMERS,
+                           args=("--workers", "2") if name == "workers2" else ())
+    server.start(timeout=90)
     assert server.proc is not None
     target = Target(name, f"{server.url}/v2/models/m/infer", server.proc.pid, server.stop, body, server.url)
     try:
-        extra = {"champion": None, "canary": "v2", "shadow": "v2", "hang": "hang"}[name]
+        extra = {"champion": None, "workers2": None, "canary": "v2", "shadow": "v2", "hang": "hang"}[name]
         for key in ("v1", extra) if extra else ("v1",):  # the CLI, as an operator would
             server.cli("models", "push", str(models[key]), "--name", "m", check=True)
         with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=60) as api:
@@ -174,6 +176,8 @@ def start_changeover(name: str, work: Path, models: dict[str, Path], body: Path)
                              "the shadow")
             else:
                 wait_adopted(api, lambda p: p.get("champion") == 1, "the champion")
+                if name == "workers2":
+                    time.sleep(1.0)  # the API answered from one worker; the other follows the signal
     except BaseException:
         target.stop()
         raise
@@ -452,6 +456,7 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
 
     add("changeover champion-only / bare Starlette", "champion", "bare")
     add("changeover champion-only / MLServer REST", "champion", "mlserver")
+    add("--workers 2 / one worker, champion-only", "workers2", "champion")
     add("10% canary / champion-only", "canary", "champion")
     add("100% shadow / champion-only", "shadow", "champion")
     add("hanging shadow / champion-only", "hang", "champion")
