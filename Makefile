@@ -21,7 +21,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 
 # Benchmark scripts, run in this order by `make bench`.
-BENCH_SCRIPTS ?= bench/serving.py bench/judge_simulation.py bench/canary_failfast.py bench/interleaving_simulation.py bench/rollback.py bench/shadow_overhead.py bench/gate_serving.py bench/dataplane.py
+BENCH_SCRIPTS ?= bench/serving.py bench/judge_simulation.py bench/canary_failfast.py bench/interleaving_simulation.py bench/rollback.py bench/shadow_overhead.py bench/gate_serving.py bench/dataplane.py bench/batching.py
 
 # system-deps installs only what is missing: PostgreSQL server binaries
 # (/usr/lib/postgresql/*/bin/initdb) and chromium (on PATH).

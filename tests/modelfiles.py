@@ -47,3 +47,26 @@ def python_model(folder: Path, body: str, *, inputs: str = "[{name: x, datatype:
 
 def v2_request(x: np.ndarray, name: str = "input", datatype: str = "FP64") -> dict:
     return {"inputs": [{"name": name, "shape": list(x.shape), "datatype": datatype, "data": x.reshape(-1).tolist()}]}
+
+
+def onnx_mlp(path: Path, hidden: tuple[int, ...] = (64, 64)) -> Path:
+    """An MLP classifier on the 30 breast-cancer features as ONNX (skl2onnx), FP32 in, a label
+    and the probabilities as tensors out (no ZipMap). A few epochs only: the tests need its
+    answers, not its accuracy; the bench a cost per call (bigger ``hidden``: more per row)."""
+    import warnings
+
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    x, y = breast_cancer()
+    model = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=hidden, max_iter=3, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x.astype(np.float32), y)
+    onx = convert_sklearn(model, initial_types=[("features", FloatTensorType([None, 30]))],
+                          options={MLPClassifier: {"zipmap": False}}, target_opset=17)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(onx.SerializeToString())
+    return path

@@ -40,6 +40,7 @@ from changeover.errors import (
     RequestNotFound,
     Unavailable,
 )
+from changeover.gateway.batching import Batcher, version_batcher
 from changeover.gateway.feedback import ranking_label
 from changeover.gateway.follower import PolicyFollower
 from changeover.gateway.interleave import NotARanking, merge_rankings
@@ -151,6 +152,7 @@ class DataPlane:
         self._rng = random.Random()
         self._meters: dict[tuple[str, int], _VersionMeters] = {}
         self._pinned: dict[tuple[str, int], tuple[asyncio.Task[None], float]] = {}
+        self._batchers: dict[tuple[str, int], tuple[LoadedVersion, Batcher | None]] = {}  # built on first use
         # request ids: a random prefix per process and a counter (unique without a uuid4 per request)
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
@@ -272,6 +274,15 @@ class DataPlane:
             meters = self._meters[(model, version)] = _VersionMeters(self.metrics, model, version)
         return meters
 
+    def _batcher(self, lv: LoadedVersion) -> Batcher | None:
+        entry = self._batchers.get((lv.model, lv.version))
+        if entry is None or entry[0] is not lv:  # first use, or the version was loaded again
+            labels = self.follower.record(lv.model, lv.version).labels
+            batcher = version_batcher(lv.model, lv.version, lv.runtime.predict, labels, limiter=self.limiter,
+                                      metrics=self.metrics)
+            entry = self._batchers[(lv.model, lv.version)] = (lv, batcher)
+        return entry[1]
+
     def _reader(self, policy: TrafficPolicy | None, headers: Mapping[str, str],
                 decoded: oip.Decoded) -> Callable[[str], str | None]:
         def read(field: str) -> str | None:
@@ -321,7 +332,10 @@ class DataPlane:
             other = asyncio.ensure_future(self._candidate_answer(model, interleave.candidate, decoded))
         self.pool.acquire(lv)
         try:
-            if lv.warm_ms <= INLINE_MS and rows <= INLINE_ROWS and getattr(lv.runtime, "inline_ok", False):
+            batcher = self._batcher(lv)
+            if batcher is not None:  # its labels ask for batching (gateway/batching.py)
+                outputs = await batcher.submit(inputs)
+            elif lv.warm_ms <= INLINE_MS and rows <= INLINE_ROWS and getattr(lv.runtime, "inline_ok", False):
                 # a fast library model (not user code that might block) on a small batch: a thread hop
                 # would cost more than the prediction
                 outputs = lv.runtime.predict(inputs)

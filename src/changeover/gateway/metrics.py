@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 # live worker set: every worker follows the same policies and reads the same store
 GAUGE_MODE: Final = "livemostrecent"
 
+BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -58,4 +59,13 @@ class GatewayMetrics:
             "Requests selected for interleaving by outcome: merged, or answered by the champion alone "
             "(candidate_error, timeout, not_a_ranking)",
             ["model", "outcome"], registry=r,
+        )
+        self.batch_rows = Histogram(
+            "changeover_batch_rows", "Rows per predict call of versions that batch (max_batch_size > 1)",
+            ["model", "version"], buckets=BATCH_ROWS_BUCKETS, registry=r,
+        )
+        self.batch_split_errors = Counter(
+            "changeover_batch_split_errors",
+            "Batches whose outputs had no row per input row (every request in them failed with a 500)",
+            ["model", "version"], registry=r,
         )

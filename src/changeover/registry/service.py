@@ -10,6 +10,7 @@ from pathlib import Path
 
 from changeover.domain.signature import Signature
 from changeover.errors import ArtifactError, ArtifactTampered, InvalidRequest, UntrustedArtifact
+from changeover.gateway.batching import batch_config
 from changeover.registry.artifacts import ArtifactStore
 from changeover.registry.manifest import bundle_sidecar, read_manifest
 from changeover.runtimes import LoadedModel, LoadRequest, get_runtime, infer_runtime
@@ -40,6 +41,10 @@ class Registry:
         path = Path(path)
         if not path.exists():
             raise InvalidRequest("path", f"{path} does not exist")
+        try:  # batching labels (gateway/batching.py): refused now rather than ignored when served
+            batch_config(labels or {})
+        except ValueError as exc:
+            raise InvalidRequest("labels", str(exc)) from None
         with tempfile.TemporaryDirectory() as tmp:
             return self._push(bundle_sidecar(path, Path(tmp)), name=name, labels=labels, runtime=runtime,
                               trust=trust, actor=actor, source=source or str(path))
