@@ -82,6 +82,7 @@ SCENARIOS = {
     "hang": "changeover hanging shadow",
     "mlserver": "MLServer REST",
     "mlserver-grpc": "MLServer gRPC (py client)",
+    "grpc": "changeover champion gRPC (py client)",
 }
 # Production-like timers: four changeover servers sit idle while another is measured, and
 # fast test timers would have them wake every 0.2 s.
@@ -152,12 +153,15 @@ def start_bare(work: Path, models: dict[str, Path], body: Path) -> Target:
 
 def start_changeover(name: str, work: Path, models: dict[str, Path], body: Path) -> Target:
     server = ServerProcess(work / f"home-{name}", env=TIMERS,
-                           args=("--workers", "2") if name == "workers2" else ())
+                           args=("--workers", "2") if name == "workers2" else (),
+                           grpc_port=0 if name == "grpc" else None)
     server.start(timeout=90)
     assert server.proc is not None
     target = Target(name, f"{server.url}/v2/models/m/infer", server.proc.pid, server.stop, body, server.url)
+    if server.grpc_port is not None:
+        target.grpc_port = server.grpc_port
     try:
-        extra = {"champion": None, "workers2": None, "canary": "v2", "shadow": "v2", "hang": "hang"}[name]
+        extra = {"champion": None, "workers2": None, "grpc": None, "canary": "v2", "shadow": "v2", "hang": "hang"}[name]
         for key in ("v1", extra) if extra else ("v1",):  # the CLI, as an operator would
             server.cli("models", "push", str(models[key]), "--name", "m", check=True)
         with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=60) as api:
@@ -225,11 +229,13 @@ def start_mlserver(work: Path, body: Path, console: Console) -> Target:
     return target
 
 
-def grpc_target(rest: Target, row: list[float]) -> Target:
-    """The MLServer process that `rest` runs, measured over gRPC (stopping either stops it)."""
-    target = Target("mlserver-grpc", rest.url, rest.pid, rest.stop, rest.body)
-    cmd = [str(VENV / "bin" / "python"), str(HERE / "grpc_loadgen.py"), f"127.0.0.1:{rest.grpc_port}", "iris",
-           "--row", ",".join(map(str, row)), "--output", "predict", "--output", "predict_proba"]
+def grpc_target(rest: Target, row: list[float], name: str = "mlserver-grpc", model: str = "iris",
+                outputs: tuple[str, ...] = ("predict", "predict_proba")) -> Target:
+    """The server process that `rest` runs, measured over gRPC (stopping either stops it), with
+    the same Python load generator for MLServer and changeover (MLServer's venv runs it)."""
+    target = Target(name, rest.url, rest.pid, rest.stop, rest.body)
+    cmd = [str(VENV / "bin" / "python"), str(HERE / "grpc_loadgen.py"), f"127.0.0.1:{rest.grpc_port}", model,
+           "--row", ",".join(map(str, row)), *[a for o in outputs for a in ("--output", o)]]
 
     def runner(seconds: float, concurrency: int) -> dict[str, Any]:
         out = subprocess.run([*cmd, "--seconds", str(seconds), "--concurrency", str(concurrency)], capture_output=True,
@@ -363,6 +369,10 @@ def main() -> None:
                             mlserver = start_mlserver(work, ml_body, console)
                             mlserver_failed = False
                         targets[name] = mlserver if name == "mlserver" else grpc_target(mlserver, iris_row[0].tolist())
+                    elif name == "grpc":
+                        ensure_venv(work / "mlserver-pip.log")  # its python runs the gRPC load generator
+                        rest = start_changeover(name, work, models, body)
+                        targets[name] = grpc_target(rest, iris_row[0].tolist(), "grpc", "m", ())
                     else:
                         targets[name] = start_changeover(name, work, models, body)
                     check = httpx.post(targets[name].url, content=targets[name].body.read_bytes(),
@@ -456,6 +466,7 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
 
     add("changeover champion-only / bare Starlette", "champion", "bare")
     add("changeover champion-only / MLServer REST", "champion", "mlserver")
+    add("changeover gRPC / MLServer gRPC (same py client)", "grpc", "mlserver-grpc")
     add("--workers 2 / one worker, champion-only", "workers2", "champion")
     add("10% canary / champion-only", "canary", "champion")
     add("100% shadow / champion-only", "shadow", "champion")
