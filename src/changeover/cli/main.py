@@ -17,7 +17,9 @@ app = typer.Typer(no_args_is_help=True, help="Take a new model version to 100% o
 models_app = typer.Typer(no_args_is_help=True, help="The registry: push, list and show versions.")
 alias_app = typer.Typer(no_args_is_help=True, help="Move aliases (champion, candidate, previous).")
 app.add_typer(models_app, name="models")
+db_app = typer.Typer(no_args_is_help=True, help="The store's schema.")
 app.add_typer(alias_app, name="alias")
+app.add_typer(db_app, name="db")
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(rollout_app, name="rollout")
 app.command()(compat)
@@ -52,6 +54,23 @@ def serve(
                     log_level=log_level, access_log=False)
         return
     uvicorn.run(create_app(settings, grpc_host=host), host=host, port=port, log_level=log_level, access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the store (CHANGEOVER_STORE, else SQLite in the home) to the newest schema, for those
+    who migrate as a separate step; `serve` does the same at start, under the same lock."""
+    from changeover.settings import Settings
+    from changeover.store.store import Store
+
+    settings = Settings()
+    store = Store(settings.store_url)
+    try:
+        revision = store.schema_revision()
+    finally:
+        store.close()
+    where = settings.store_url.split("@")[-1]  # no password in what is printed
+    typer.echo(f"the store at {where} is at schema revision {revision}")
 
 
 @models_app.command("push")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from changeover.domain.policy import TrafficPolicy
@@ -91,6 +91,11 @@ class Store:
         self.is_postgres = self.engine.dialect.name == "postgresql"
         if run_migrations:
             migrate(self.engine)
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the store's schema is at."""
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     def close(self) -> None:
         self.notifier.close()

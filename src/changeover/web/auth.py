@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 
@@ -32,7 +33,15 @@ def ensure_token(configured: str | None, token_file: Path) -> tuple[str, bool]:
         return token_file.read_text().strip(), False
     token_file.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process on this home made it first: use that one
+        for _ in range(100):
+            kept = token_file.read_text().strip()
+            if kept:
+                return kept, False
+            time.sleep(0.01)
+        raise
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
     return token, True
