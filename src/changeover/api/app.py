@@ -31,6 +31,9 @@ MAX_ARTIFACT_BYTES = 4 * 1024**3
 class AliasMove(BaseModel):
     version: int = Field(ge=1, description="The version the alias should point at")
     reason: str = Field(default="", max_length=500)
+    expect: int | None = Field(default=None, ge=1, description=(
+        "Move only if the alias still points at this version (compare-and-set); else 409 naming "
+        "the version it points at"))
 
 
 class ApiContext:
@@ -197,7 +200,8 @@ def make_router(ctx: ApiContext) -> APIRouter:
 
         def write() -> int | None:
             with store.tx() as conn:
-                previous = store.set_alias(name, alias, record.number, actor=actor, reason=move.reason, conn=conn)
+                previous = store.set_alias(name, alias, record.number, actor=actor, reason=move.reason, conn=conn,
+                                           expect=move.expect)
                 if alias == "champion" and previous is not None and previous != record.number:
                     store.set_alias(name, "previous", previous, actor=actor, reason="previous champion", conn=conn)
                 return previous

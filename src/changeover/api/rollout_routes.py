@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from changeover.api.app import ApiContext, actor_of, make_authorize
 from changeover.domain.plan import Traffic, describe
@@ -170,7 +171,18 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
                                 evidence={"rollout": rid, "spec": spec.to_dict()}, conn=conn)
                 return rid
 
-        rid = await anyio.to_thread.run_sync(create)
+        try:
+            rid = await anyio.to_thread.run_sync(create)
+        except IntegrityError:  # another start won the race between the check and the insert
+            def winner() -> Any:
+                with store.engine.connect() as conn:
+                    return conn.execute(select(t.rollouts.c.id, t.rollouts.c.status).where(
+                        and_(t.rollouts.c.model == spec.model, t.rollouts.c.active.is_(True)))).first()
+
+            running = await anyio.to_thread.run_sync(winner)
+            if running is None:
+                raise
+            raise already_running(spec.model, running) from None
         ctx.wake()
         plan = await anyio.to_thread.run_sync(rollout_plan, store, spec, champion.number)
         return JSONResponse({"id": rid, "model": spec.model, "candidate": candidate.number,

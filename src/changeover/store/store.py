@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from changeover.domain.policy import TrafficPolicy
 from changeover.domain.signature import Signature
-from changeover.errors import AliasNotFound, ModelNotFound
+from changeover.errors import AliasNotFound, Conflict, ModelNotFound
 from changeover.store import tables as t
 from changeover.store.db import Notifier, make_engine, migrate
 
@@ -64,6 +64,10 @@ def _signal_file(url: str) -> Path | None:
     if not url.startswith("sqlite:///") or url in ("sqlite:///:memory:",):
         return None
     return Path(url.split("sqlite:///", 1)[1] + ".generation")
+
+
+def _v(version: int | None) -> str:
+    return "nothing" if version is None else f"v{version}"
 
 
 def _version(row: Any) -> VersionRecord:
@@ -271,11 +275,17 @@ class Store:
             rows = conn.execute(select(t.aliases).where(t.aliases.c.model == model)).all()
         return {r.alias: r.version for r in rows}
 
-    def set_alias(self, model: str, alias: str, version: int, *, actor: str, reason: str = "", conn: Connection | None = None) -> int | None:
-        """Point an alias at a version, keeping the move in the history; returns the previous version."""
+    def set_alias(self, model: str, alias: str, version: int, *, actor: str, reason: str = "",
+                  conn: Connection | None = None, expect: int | None = None) -> int | None:
+        """Point an alias at a version, keeping the move in the history; returns the previous version.
+
+        The move is a compare-and-set on the version it read: a concurrent move that got there
+        first makes this one a `Conflict` naming the version the alias now points at, so the
+        history never records two moves from one version. With ``expect``, the alias must still
+        point at that version (the caller's own read)."""
         if conn is None:
             with self.tx() as c:
-                return self.set_alias(model, alias, version, actor=actor, reason=reason, conn=c)
+                return self.set_alias(model, alias, version, actor=actor, reason=reason, conn=c, expect=expect)
         if conn.execute(
             select(t.versions.c.id).where(and_(t.versions.c.model == model, t.versions.c.number == version))
         ).first() is None:
@@ -284,14 +294,25 @@ class Store:
         current = conn.execute(
             select(t.aliases.c.version).where(and_(t.aliases.c.model == model, t.aliases.c.alias == alias))
         ).scalar()
+        if expect is not None and current != expect:
+            raise Conflict(f"{alias} of {model} points at {_v(current)}, not v{expect} as expected: "
+                           f"another move got there first")
         if current is None:
-            conn.execute(insert(t.aliases).values(model=model, alias=alias, version=version, updated_at=now))
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(t.aliases).values(model=model, alias=alias, version=version, updated_at=now))
+            except IntegrityError:
+                raise Conflict(f"{alias} of {model} was set by another request meanwhile (now "
+                               f"{_v(self._alias_now(conn, model, alias))}); read it and move again") from None
         else:
-            conn.execute(
+            moved = conn.execute(
                 update(t.aliases)
-                .where(and_(t.aliases.c.model == model, t.aliases.c.alias == alias))
+                .where(and_(t.aliases.c.model == model, t.aliases.c.alias == alias, t.aliases.c.version == current))
                 .values(version=version, updated_at=now)
             )
+            if moved.rowcount != 1:
+                raise Conflict(f"{alias} of {model} was moved from v{current} by another request meanwhile (now "
+                               f"{_v(self._alias_now(conn, model, alias))}); read it and move again")
         conn.execute(
             insert(t.alias_history).values(model=model, alias=alias, version=version, previous=current, at=now, actor=actor)
         )
@@ -305,6 +326,12 @@ class Store:
             conn=conn,
         )
         return current
+
+    @staticmethod
+    def _alias_now(conn: Connection, model: str, alias: str) -> int | None:
+        return conn.execute(
+            select(t.aliases.c.version).where(and_(t.aliases.c.model == model, t.aliases.c.alias == alias))
+        ).scalar()
 
     def alias_history(self, model: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -187,6 +188,9 @@ rollouts = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_rollouts_model", "model", "active"),
+    # at most one active rollout per model: a second start loses the race with an IntegrityError
+    Index("uq_rollouts_one_active", "model", unique=True, sqlite_where=text("active"),
+          postgresql_where=text("active")),
 )
 
 analyses = Table(
