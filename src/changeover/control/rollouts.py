@@ -9,6 +9,7 @@ status' verdict counter, and the gate runs once per rollout.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from concurrent.futures import Future
@@ -56,6 +57,13 @@ def active_rollout(store: Store, model: str) -> dict[str, Any] | None:
 def analysis_outcome(store: Store, dedup: str) -> str | None:
     with store.engine.connect() as conn:
         return conn.execute(select(t.analyses.c.outcome).where(t.analyses.c.dedup == dedup)).scalar()
+
+
+
+def stable_digest(text: str) -> str:
+    """A short digest of ``text`` that is the same in every process (``hash()`` of a str is
+    salted per process, so two controllers would not dedupe one event)."""
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 class RolloutReconciler:
@@ -189,7 +197,7 @@ class RolloutReconciler:
                         evidence["analysis"] = look.evidence
                     self.store.add_event(action.kind, f"{model} rollout {rid}: {action.message}", model=model,
                                          actor=self.holder, evidence=evidence,
-                                         dedup=f"rollout:{rid}:{action.kind}:{old.verdicts}:{old.step_index}:{old.phase}:{new.phase}:{hash(action.message) & 0xffffffff}",
+                                         dedup=f"rollout:{rid}:{action.kind}:{old.verdicts}:{old.step_index}:{old.phase}:{new.phase}:{stable_digest(action.message)}",
                                          conn=conn)
             if policy != current:
                 published = self.store.write_policy(
