@@ -272,7 +272,7 @@ def test_one_rollout_per_model_sticky_canary_and_operator_commands(server: Serve
     wait_until(lambda: phase(api) == "progressing", "the first step")
 
     again = server.cli("rollout", "start", str(spec))
-    assert again.returncode == 2
+    assert again.returncode == 3  # a conflict, not a wrong spec
     assert f"already has rollout {rid} (progressing)" in again.stderr
     r = api.post("/api/rollouts", json={"spec": {"model": "m", "candidate": str(candidate)}})
     assert r.status_code == 409 and f"rollout {rid}" in r.json()["error"]

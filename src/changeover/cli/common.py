@@ -22,10 +22,23 @@ def client() -> Client:
     return Client()
 
 
+EXIT_FAILED = 1  # the server could not do it (5xx, unreachable)
+EXIT_BAD_INPUT = 2  # the request was wrong: a spec, a name, a field (4xx)
+EXIT_CONFLICT = 3  # the request was right but lost to the state: another rollout active, a lost race (409)
+
+
+def exit_code(status: int) -> int:
+    """The CLI's exit code for an HTTP status (README, "Exit codes")."""
+    if status == 409:
+        return EXIT_CONFLICT
+    return EXIT_BAD_INPUT if 400 <= status < 500 else EXIT_FAILED
+
+
 def fail(exc: ApiError) -> None:
-    """Print the server's reason and exit: 2 for bad input (4xx), 1 otherwise."""
+    """Print the server's reason and exit: 3 for a conflict (409), 2 for other bad input (4xx),
+    1 otherwise."""
     err.print(f"[red]error[/red]: {exc}")
-    raise typer.Exit(2 if 400 <= exc.status < 500 else 1)
+    raise typer.Exit(exit_code(exc.status))
 
 
 def print_json(data: Any) -> None:
