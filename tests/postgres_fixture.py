@@ -234,6 +234,22 @@ class PostgresServer:
         res = self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "-t", "30", "stop")
         return res.returncode == 0
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data and port (an outage; `resume` ends it)."""
+        if not self._pg_ctl_stop("fast"):
+            self._pg_ctl_stop("immediate")
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port and data."""
+        assert self.root is not None
+        opts = " ".join(f"-c {k}={shlex.quote(v)}" for k, v in _SERVER_OPTIONS.items())
+        opts += f" -p {self.port} -k {shlex.quote(str(self.root))}"
+        res = self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", opts,
+                        "-w", "-t", str(START_TIMEOUT_S), "start", timeout=START_TIMEOUT_S + 30)
+        if res.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed:\n{res.stdout}\n{res.stderr}\n{self._log_tail()}")
+        self._wait_ready(START_TIMEOUT_S)
+
     def stop(self) -> None:
         """Stop the server and remove its directory (idempotent)."""
         if self.root is None:

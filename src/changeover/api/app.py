@@ -3,6 +3,7 @@ state (versions, aliases, rollouts) and wakes the controller; it never moves tra
 
 from __future__ import annotations
 
+import errno
 import shutil
 import tarfile
 import tempfile
@@ -14,6 +15,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from changeover.api.jobs import JobRunner
 from changeover.errors import ChangeoverError, InvalidRequest, LoadFailed
@@ -227,5 +229,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_domain(request: Request, exc: Exception) -> Any:
         return error_response(exc)
 
+    async def on_store(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError)
+        if isinstance(exc, IntegrityError):  # a write that lost a race the schema guards
+            return JSONResponse({"error": f"the write conflicts with the store's state: {exc.orig}"}, status_code=409)
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        return JSONResponse({"error": f"the store is unavailable: {cause}; retry shortly", "cause": "store"},
+                            status_code=503, headers={"retry-after": "5"})
+
+    async def on_os(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OSError)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return JSONResponse({"error": f"the disk is full: {exc.strerror} ({exc.filename or 'the home'})",
+                                 "cause": "disk"}, status_code=503, headers={"retry-after": "60"})
+        raise exc
+
     app.add_exception_handler(AuthError, on_auth)
     app.add_exception_handler(ChangeoverError, on_domain)
+    app.add_exception_handler(DBAPIError, on_store)
+    app.add_exception_handler(OSError, on_os)
