@@ -22,7 +22,8 @@ from changeover.control.loop import Controller
 from changeover.control.rollouts import RolloutReconciler
 from changeover.evaluation.jobs import gate_job
 from changeover.gateway.grpc import GrpcEndpoints
-from changeover.gateway.rest import is_data_plane_path
+from changeover.gateway.openapi import describe_inference
+from changeover.gateway.rest import is_data_plane_path, is_v1_liveness
 from changeover.gateway.service import Gateway
 from changeover.monitoring.figures import rollback_on_alert
 from changeover.monitoring.service import Monitoring
@@ -94,7 +95,7 @@ class Server:
         data_plane = self.gateway.router()
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] == "http" and is_data_plane_path(scope["path"]):
+            if scope["type"] == "http" and (is_data_plane_path(scope["path"]) or is_v1_liveness(scope)):
                 await data_plane(scope, receive, send)
             else:
                 await management(scope, receive, send)
@@ -139,6 +140,7 @@ class Server:
         for router in self.monitoring.routers():
             app.include_router(router)
         install_error_handlers(app)
+        describe_inference(app, self.gateway.rest)  # the data plane's routes in /openapi.json
         return app
 
 

@@ -271,10 +271,12 @@ COMMANDS = [
      P.ROLLED_BACK, [Rollback, K.ROLLED_BACK]),
     ("rollback watching", FULL, WATCHING, Ob(command="rollback"), T0 + 9, P.ROLLED_BACK,
      [Rollback, K.ROLLED_BACK]),
+    ("an alert rule's rollback in watch", FULL, WATCHING, Ob(command="rollback-alert"), T0 + 9, P.ROLLED_BACK,
+     [Rollback, K.ROLLED_BACK]),
     *[(f"{command} when {phase}", FULL, st(phase), Ob(command=command), T0 + 9, phase,
        [K.COMMAND_REFUSED])
       for phase in sorted(TERMINAL_PHASES)
-      for command in ("pause", "resume", "abort", "promote", "rollback")],
+      for command in ("pause", "resume", "abort", "promote", "rollback", "rollback-alert")],
     ("a failure beats promote", FULL, STEP0, Ob(canary_verdict="fail", command="promote"),
      T0 + BAKE, P.ROLLED_BACK, [Rollback, K.STEP_FAILED, K.COMMAND_REFUSED]),
     ("a failure and rollback agree", FULL, STEP0, Ob(canary_verdict="fail", command="rollback"),
@@ -691,3 +693,13 @@ def test_all_names_exist() -> None:
     for module in (rollout, rollout_state):
         assert all(hasattr(module, name) for name in module.__all__)
     assert set(rollout_state.__all__) <= set(rollout.__all__)
+
+
+def test_a_rollback_an_alert_rule_asked_for_says_so() -> None:
+    """The audit log names the actor truly: an alert rule's rollback is not "by a person"."""
+    new, actions = decide(FULL, WATCHING, Ob(command="rollback-alert"), T0 + 9)
+    assert new.phase is P.ROLLED_BACK
+    message = next(a for a in actions if isinstance(a, Rollback)).reason
+    assert "alert rule" in message and "person" not in message
+    _, by_hand = decide(FULL, WATCHING, Ob(command="rollback"), T0 + 9)
+    assert "by a person" in next(a for a in by_hand if isinstance(a, Rollback)).reason

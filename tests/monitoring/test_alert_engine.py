@@ -162,7 +162,7 @@ def test_rollback_hook_asks_the_watching_rollout_to_roll_back(store: Store) -> N
                                                active=True, command=None, created_at=0.0, updated_at=0.0))
     assert hook("m", 1, "alert x is firing", {"rule": {"name": "x"}}) is True
     with store.engine.connect() as conn:
-        assert conn.execute(select(t.rollouts.c.command)).scalar() == "rollback"
+        assert conn.execute(select(t.rollouts.c.command)).scalar() == "rollback-alert"  # an alert rule's, not a person's
     assert woken == [True]
     requested = [e["evidence"]["requested"] for e in store.events("m") if e["kind"] == "alert_rollback"]
     assert requested == [False, True]

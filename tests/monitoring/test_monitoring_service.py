@@ -58,7 +58,8 @@ def test_a_real_server_serves_the_dashboard(tmp_path: Path) -> None:
     with running_server(tmp_path / "home") as server, server.client() as c:
         if c.get("/api/alerts").status_code == 404 or httpx.get(server.url + "/").status_code == 404:
             pytest.skip("monitoring is not wired into server.py yet (Monitoring(...).routers())")
-        page = httpx.get(server.url + "/")
+        # a browser asks for text/html (without it, GET / is KServe v1's liveness: {"status": "alive"})
+        page = httpx.get(server.url + "/", headers={"accept": "text/html,*/*;q=0.8"})
         assert page.status_code == 200 and "token-form" in page.text
         assert c.get("/api/alerts").status_code == 200
         assert httpx.get(server.url + "/api/alerts").status_code == 401

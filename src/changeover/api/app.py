@@ -214,7 +214,7 @@ def make_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/events", summary="The audit log, oldest first")
     async def events(model: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-                     after: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+                     after: Annotated[int, Query(ge=0, le=2**63 - 1, description="events with a larger id than this")] = 0) -> list[dict[str, Any]]:
         return await anyio.to_thread.run_sync(lambda: store.events(model, limit=limit, after=after))
 
     return router

@@ -349,6 +349,9 @@ def _command(spec: RolloutSpec, status: RolloutStatus, command: Command, now: fl
         return _resume(spec, status, now)
     if command is Command.ROLLBACK:
         return _rolled_back(status, now, "rolled back by a person", EventKind.ROLLED_BACK)
+    if command is Command.ROLLBACK_ON_ALERT:
+        return _rolled_back(status, now, "rolled back by an alert rule (its alert_rollback event says which and why)",
+                            EventKind.ROLLED_BACK)
     if promoted:
         why = "the candidate is already champion: use rollback"
         return status, [_refused(command, why)]

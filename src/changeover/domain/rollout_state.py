@@ -66,6 +66,7 @@ class Command(StrEnum):
     ABORT = "abort"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    ROLLBACK_ON_ALERT = "rollback-alert"  # an alert rule asked (monitoring), not a person
 
 
 class Verdict(StrEnum):

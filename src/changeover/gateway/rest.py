@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from changeover import oip
-from changeover.errors import ChangeoverError
+from changeover.errors import ChangeoverError, ModelNotFound
 from changeover.gateway.dataplane import DataPlane, InferAnswer, InferCall, InferFailed
 from changeover.web.auth import AuthError
 from changeover.web.http import (
@@ -28,7 +28,7 @@ from changeover.web.http import (
     read_json,
 )
 
-__all__ = ["RestEndpoints", "is_data_plane_path", "server_metadata"]
+__all__ = ["RestEndpoints", "is_data_plane_path", "is_v1_liveness", "server_metadata"]
 
 SERVER_NAME = "changeover"
 EXTENSIONS = ["binary_tensor_data", "model_repository_readonly", "kserve_v1"]
@@ -50,6 +50,16 @@ def is_data_plane_path(path: str) -> bool:
     return path.startswith(("/v2/", "/v1/models/")) or path in ("/v2", "/v1/feedback", "/metrics")
 
 
+def is_v1_liveness(scope: dict[str, Any]) -> bool:
+    """Whether a request is KServe v1's liveness probe: ``GET /`` from a client that does not ask
+    for HTML (KServe's InferenceRESTClient sends ``Accept: */*``). Browsers ask for text/html
+    and get the dashboard there."""
+    if scope["path"] != "/" or scope["method"] not in ("GET", "HEAD"):
+        return False
+    accept = b",".join(v for k, v in scope["headers"] if k == b"accept")
+    return b"text/html" not in accept
+
+
 def _failure(failed: InferFailed) -> Response:
     headers = {"x-request-id": failed.request_id}
     if failed.version is not None:
@@ -60,6 +70,15 @@ def _failure(failed: InferFailed) -> Response:
             headers["www-authenticate"] = "Bearer"
         return json_response({"error": str(cause)}, cause.status, headers)
     return error_response(cause, headers)
+
+
+def _version(request: Request) -> str | None:
+    """The path's version, if any; ModelNotFound unless ASCII (the core checks versions with
+    ``str.isdigit()``, true of "³" too, which ``int()`` then refuses: a 500 it was)."""
+    version: str | None = request.path_params.get("version")
+    if version is not None and not version.isascii():
+        raise ModelNotFound(request.path_params["model"], version)
+    return version
 
 
 class RestEndpoints:
@@ -113,13 +132,20 @@ class RestEndpoints:
         return await self._infer(request, None, v1=False)
 
     async def infer_pinned(self, request: Request) -> Response:
-        return await self._infer(request, request.path_params["version"], v1=False)
+        model, version = request.path_params["model"], request.path_params["version"]
+        if not version.isascii():  # see _version
+            request_id = request.headers.get("x-request-id") or self.plane.new_request_id()
+            return _failure(self.plane.rejected(model, ModelNotFound(model, version), request_id))
+        return await self._infer(request, version, v1=False)
 
     async def predict_v1(self, request: Request) -> Response:
         return await self._infer(request, None, v1=True)
 
     async def live(self, request: Request) -> Response:
         return json_response({"live": True})
+
+    async def v1_live(self, request: Request) -> Response:
+        return json_response({"status": "alive"})
 
     async def server_meta(self, request: Request) -> Response:
         return Response(self._server_metadata, media_type="application/json")
@@ -130,7 +156,7 @@ class RestEndpoints:
 
     async def metadata(self, request: Request) -> Response:
         try:
-            meta = await self.plane.model_metadata(request.path_params["model"], request.path_params.get("version"))
+            meta = await self.plane.model_metadata(request.path_params["model"], _version(request))
         except ChangeoverError as exc:
             return error_response(exc)
         return json_response(meta)
@@ -138,7 +164,7 @@ class RestEndpoints:
     async def model_ready(self, request: Request) -> Response:
         model = request.path_params["model"]
         try:
-            ready = self.plane.model_ready(model, request.path_params.get("version"))
+            ready = self.plane.model_ready(model, _version(request))
         except ChangeoverError as exc:
             return error_response(exc)
         return json_response({"name": model, "ready": ready}, 200 if ready else 503)
@@ -181,6 +207,7 @@ class RestEndpoints:
             Route("/v1/models/{model}", self.model_ready, methods=["GET"]),
             Route("/v1/feedback", self.feedback, methods=["POST"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/", self.v1_live, methods=["GET"]),  # reached only as `is_v1_liveness` says
         ]
 
     def router(self) -> Router:

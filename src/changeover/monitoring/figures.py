@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, select, update
 
+from changeover.domain.rollout_state import Command
 from changeover.errors import NotFound
 from changeover.monitoring.drift_monitor import current_drift
 from changeover.monitoring.engine import Figure, FigureQuery, RollbackHook
@@ -90,7 +91,7 @@ class StoreFigures:
 
 def rollback_on_alert(store: Store, wake: Callable[[], None] = lambda: None, *, actor: str = "alerts") -> RollbackHook:
     """A rollback hook for ``AlertEngine``: when the model's active rollout is in ``watching``,
-    leave it the operator command ``rollback`` (the controller acts on it at its next tick,
+    leave it the command ``rollback-alert`` (a rollback, said to be an alert rule's) (the controller acts on it at its next tick,
     woken at once) and write why to the audit log. Outside a watch it only records that the
     rule asked. Returns whether a rollback was requested."""
 
@@ -103,7 +104,7 @@ def rollback_on_alert(store: Store, wake: Callable[[], None] = lambda: None, *, 
             watching = [r for r in rows if (r.status or {}).get("phase") == "watching"]
             for r in watching:
                 conn.execute(update(t.rollouts).where(t.rollouts.c.id == r.id)
-                             .values(command="rollback", updated_at=time.time()))
+                             .values(command=Command.ROLLBACK_ON_ALERT.value, updated_at=time.time()))
             rule = (evidence.get("rule") or {}).get("name") if isinstance(evidence.get("rule"), Mapping) else None
             if watching:
                 message = f"rollback of {model} requested: {reason}"

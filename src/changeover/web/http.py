@@ -48,7 +48,8 @@ async def read_infer_body(request: Request, limit: int,
     if headers is None:
         headers = request.headers
     declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # isascii too: "³".isdigit() is true, and int("³") raises (headers are latin-1, b"\xb3" is "³")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
@@ -63,7 +64,7 @@ async def read_infer_body(request: Request, limit: int,
     binary: bytes | None = None
     header_length = headers.get(BINARY_HEADER)
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(raw):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(raw):
             raise MalformedRequest(f"{BINARY_HEADER} must be a byte count within the body", BINARY_HEADER)
         raw, binary = raw[: int(header_length)], raw[int(header_length):]
     try:
