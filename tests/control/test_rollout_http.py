@@ -338,6 +338,19 @@ def test_a_running_rollout_ends_on_command_and_the_champion_serves_again(
     if command == "abort":
         refused = server.cli("rollout", "pause", "m")
         assert refused.returncode == 2 and "no active rollout" in refused.stderr
+    if command == "rollback" and during == "watching":
+        # previous is now the candidate just rolled back: a rollback never moves traffic back to it
+        again = server.cli("rollback", "m")
+        assert again.returncode == 3, again.stdout + again.stderr
+        assert "failed its last rollout" in again.stderr and "--to VERSION" in again.stderr
+        assert champion(api) == before
+        chosen = server.cli("rollback", "m", "--to", str(candidate))  # a person's explicit choice is carried out
+        assert chosen.returncode == 0 and champion(api) == candidate, chosen.stderr
+        moved = [e for e in api.get("/api/events", params={"model": "m", "limit": 10000}).json()
+                 if e["kind"] == "alias"][-2]
+        assert "chosen although" in moved["message"]
+        assert server.cli("rollback", "m", "--to", str(before)).returncode == 0 and champion(api) == before
+        wait_for_version(server, str(before))
 
 
 def test_a_failing_gate_ends_the_rollout_before_any_traffic_moves(server: ServerProcess, api: httpx.Client,

@@ -15,10 +15,10 @@ Starting a rollout (`apply`) runs the road's first step before any live traffic 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import and_, insert, select, update
@@ -236,25 +236,43 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
         return {"model": name, "rollout": rid, "command": command}
 
     @router.post("/models/{name}/rollback", summary="Instant rollback: the running rollout, or champion to previous")
-    async def rollback(name: str, request: Request) -> dict[str, Any]:
+    async def rollback(name: str, request: Request,
+                       to: Annotated[int | None, Query(ge=1, description=(
+                           "with no rollout running: the version to make champion (default: previous)"))] = None,
+                       ) -> dict[str, Any]:
+        """With a rollout running, roll it back. Otherwise move champion back: to ``previous``, but
+        never to a version that failed its last rollout or its gate (409 saying why and what to
+        do); ``to`` names the version explicitly (the audit log says it was chosen)."""
+        actor = actor_of(request)
+
         def write() -> dict[str, Any]:
             with store.tx() as conn:
                 row = conn.execute(select(t.rollouts.c.id).where(
                     and_(t.rollouts.c.model == name, t.rollouts.c.active.is_(True)))).first()
                 if row is not None:
                     conn.execute(update(t.rollouts).where(t.rollouts.c.id == row.id).values(command="rollback"))
-                    store.add_event("command", f"{name}: rollback asked", model=name, actor=actor_of(request),
+                    store.add_event("command", f"{name}: rollback asked", model=name, actor=actor,
                                     evidence={"rollout": row.id, "command": "rollback"}, conn=conn)
                     return {"model": name, "rollout": int(row.id), "command": "rollback"}
             aliases = store.aliases(name)
-            previous = aliases.get("previous")
-            if previous is None or previous == aliases.get("champion"):
-                raise InvalidRequest("model", f"{name!r} has no previous champion to roll back to")
+            champion = aliases.get("champion")
+            target = to if to is not None else aliases.get("previous")
+            if target is None or target == champion:
+                raise InvalidRequest("to" if to is not None else "model",
+                                     f"{name!r} has no other version to roll back to (champion v{champion}"
+                                     + ("" if to is not None else ", no previous") + "); give one with --to VERSION")
+            store.version(name, target)  # 404 for a version that does not exist
+            unsafe = store.why_unsafe(name, target)
+            if unsafe is not None and to is None:
+                raise Conflict(f"rollback of {name} refused, nothing moved: the previous champion {unsafe}. "
+                               f"Choose the version to serve with `changeover rollback {name} --to VERSION`")
+            reason = "rollback" if to is None else f"rollback to v{target}, chosen" + (
+                f" although {unsafe}" if unsafe else "")
             with store.tx() as conn:
-                store.set_alias(name, "champion", previous, actor=actor_of(request), reason="rollback", conn=conn)
-                store.set_alias(name, "previous", aliases["champion"], actor=actor_of(request), reason="rollback",
-                                conn=conn)
-            return {"model": name, "champion": previous, "previous": aliases["champion"]}
+                store.set_alias(name, "champion", target, actor=actor, reason=reason, conn=conn, expect=champion)
+                if champion is not None:
+                    store.set_alias(name, "previous", champion, actor=actor, reason=reason, conn=conn)
+            return {"model": name, "champion": target, "previous": champion}
 
         out = await anyio.to_thread.run_sync(write)
         ctx.wake()

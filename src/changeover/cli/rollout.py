@@ -196,10 +196,13 @@ def rollout_promote(name: str) -> None:
     _command(name, "promote")
 
 
-def rollback(name: str) -> None:
-    """Instant rollback: the running rollout's champion, or the previous champion."""
+def rollback(name: str, to: Annotated[int | None, typer.Option(
+        "--to", help="With no rollout running: the version to make champion (default: previous, unless it "
+                     "failed its last rollout or gate)")] = None) -> None:
+    """Instant rollback: the running rollout's champion, or the previous champion (never one that
+    failed its last rollout or its gate: then name the version with --to)."""
     try:
-        out = client().request("POST", f"/api/models/{name}/rollback")
+        out = client().request("POST", f"/api/models/{name}/rollback", params={"to": to} if to is not None else None)
     except ApiError as exc:
         fail(exc)
         return

@@ -327,6 +327,27 @@ class Store:
         )
         return current
 
+    def why_unsafe(self, model: str, version: int) -> str | None:
+        """Why traffic should not move back to a version, or None: its last rollout as the
+        candidate failed or was rolled back, or its last gate failed."""
+        with self.engine.connect() as conn:
+            rollouts = conn.execute(select(t.rollouts.c.id, t.rollouts.c.status).where(
+                t.rollouts.c.model == model).order_by(t.rollouts.c.id.desc()).limit(200)).all()
+            gate = conn.execute(select(t.analyses.c.outcome, t.analyses.c.at).where(and_(
+                t.analyses.c.model == model, t.analyses.c.version == version, t.analyses.c.kind == "gate"))
+                .order_by(t.analyses.c.id.desc()).limit(1)).first()
+        for row in rollouts:
+            status = row.status or {}
+            if status.get("candidate_version") != version:
+                continue
+            if status.get("phase") in ("rolled_back", "failed"):
+                said = status.get("message") or status.get("phase")
+                return f"v{version} failed its last rollout (rollout {row.id}, {status.get('phase')}: {said})"
+            break
+        if gate is not None and gate.outcome == "fail":
+            return f"v{version} failed its last gate"
+        return None
+
     @staticmethod
     def _alias_now(conn: Connection, model: str, alias: str) -> int | None:
         return conn.execute(
