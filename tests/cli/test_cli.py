@@ -159,3 +159,17 @@ def test_the_cli_never_opens_a_store(server: ServerProcess, tmp_path: Path) -> N
     with server.client() as http:
         assert json.loads(result.stdout) == http.get("/api/models").json()
     assert not elsewhere.exists() or not any(elsewhere.rglob("*.db"))
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "", "has space", ".hidden"])
+def test_a_name_that_breaks_the_rule_is_refused_before_any_request(name: str) -> None:
+    """The CLI checks a model name against the one rule before it sends anything: exit 2 with
+    the rule, not a "Not Found" from a URL the name broke."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "changeover.cli.main", "rollback", name],
+                            env={**__import__("os").environ, "CHANGEOVER_URL": "http://127.0.0.1:9"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "is not a model name" in result.stderr and "Not Found" not in result.stderr

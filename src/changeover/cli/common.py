@@ -11,11 +11,24 @@ import typer
 from rich.console import Console
 
 from changeover.cli.client import ApiError, Client
+from changeover.domain.names import check_name
+from changeover.errors import InvalidRequest
 
 console = Console()
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def valid_name(name: str) -> str:
+    """A model name checked before any request (typer callback): exit 2 with the rule."""
+    try:
+        return check_name(name)
+    except InvalidRequest as exc:
+        raise typer.BadParameter(str(exc).removeprefix("name: ")) from None
+
+
+ModelName = Annotated[str, typer.Argument(help="Model name", callback=valid_name)]
 
 
 def client() -> Client:

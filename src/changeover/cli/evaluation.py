@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from changeover.cli.client import ApiError
-from changeover.cli.common import JsonOpt, client, console, err, fail, print_json, split_ref
+from changeover.cli.common import JsonOpt, ModelName, client, console, err, fail, print_json, split_ref
 
 shadow_app = typer.Typer(no_args_is_help=True, help="Shadows: a copy of live traffic, compared request by request.")
 
@@ -208,7 +208,7 @@ def shadow_start(
 
 
 @shadow_app.command("stop")
-def shadow_stop(name: str, version: Annotated[str | None, typer.Option(help="Only this version")] = None) -> None:
+def shadow_stop(name: ModelName, version: Annotated[str | None, typer.Option(help="Only this version")] = None) -> None:
     """Stop a model's shadows (their verdicts are judged and logged)."""
     try:
         out = client().request("DELETE", f"/api/models/{name}/shadows", params={"version": version} if version else {})

@@ -9,7 +9,18 @@ import typer
 from rich.table import Table
 
 from changeover.cli.client import ApiError
-from changeover.cli.common import JsonOpt, client, console, err, fail, print_json, split_ref, when
+from changeover.cli.common import (
+    JsonOpt,
+    ModelName,
+    client,
+    console,
+    err,
+    fail,
+    print_json,
+    split_ref,
+    valid_name,
+    when,
+)
 from changeover.cli.evaluation import compat, drift, shadow_app, validate
 from changeover.cli.rollout import apply, rollback, rollout_app
 
@@ -76,7 +87,7 @@ def db_upgrade() -> None:
 @models_app.command("push")
 def models_push(
     path: Annotated[Path, typer.Argument(exists=True, help="Artifact file or model folder")],
-    name: Annotated[str, typer.Option("--name", help="Model name")],
+    name: Annotated[str, typer.Option("--name", help="Model name", callback=valid_name)],
     label: Annotated[list[str] | None, typer.Option("--label", help="k=v, repeatable")] = None,
     runtime: Annotated[str | None, typer.Option(help="Override the inferred runtime")] = None,
     trust: Annotated[bool, typer.Option("--trust", help="Allow pickle / untrusted skops types")] = False,
@@ -151,7 +162,7 @@ def models_show(ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (a
 
 
 @alias_app.command("set")
-def alias_set(name: str, alias: str, version: int,
+def alias_set(name: ModelName, alias: str, version: int,
               reason: Annotated[str, typer.Option(help="Why, for the audit log")] = "",
               as_json: JsonOpt = False) -> None:
     """Point ALIAS of NAME at VERSION (moving champion swaps traffic with no failed request)."""

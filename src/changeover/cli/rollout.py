@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from changeover.cli.client import ApiError, Client
-from changeover.cli.common import JsonOpt, client, console, err, fail, print_json, when
+from changeover.cli.common import JsonOpt, ModelName, client, console, err, fail, print_json, when
 from changeover.cli.evaluation import print_compat
 
 rollout_app = typer.Typer(no_args_is_help=True,
@@ -147,7 +147,7 @@ def rollout_start(spec_file: Annotated[Path, typer.Argument(exists=True, help="R
 
 
 @rollout_app.command("status")
-def rollout_status(name: str, as_json: JsonOpt = False) -> None:
+def rollout_status(name: ModelName, as_json: JsonOpt = False) -> None:
     """The latest rollout of a model: phase, weight, verdicts with their evidence."""
     try:
         rows = client().get("/api/rollouts", model=name, limit=1)
@@ -173,30 +173,30 @@ def _command(name: str, command: str) -> None:
 
 
 @rollout_app.command("pause")
-def rollout_pause(name: str) -> None:
+def rollout_pause(name: ModelName) -> None:
     """Hold the rollout where it is."""
     _command(name, "pause")
 
 
 @rollout_app.command("resume")
-def rollout_resume(name: str) -> None:
+def rollout_resume(name: ModelName) -> None:
     """Go on from a pause (the bake restarts)."""
     _command(name, "resume")
 
 
 @rollout_app.command("abort")
-def rollout_abort(name: str) -> None:
+def rollout_abort(name: ModelName) -> None:
     """Stop the rollout and send all traffic back to the champion."""
     _command(name, "abort")
 
 
 @rollout_app.command("promote")
-def rollout_promote(name: str) -> None:
+def rollout_promote(name: ModelName) -> None:
     """Skip the remaining steps and promote the candidate now."""
     _command(name, "promote")
 
 
-def rollback(name: str, to: Annotated[int | None, typer.Option(
+def rollback(name: ModelName, to: Annotated[int | None, typer.Option(
         "--to", help="With no rollout running: the version to make champion (default: previous, unless it "
                      "failed its last rollout or gate)")] = None) -> None:
     """Instant rollback: the running rollout's champion, or the previous champion (never one that

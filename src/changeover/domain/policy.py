@@ -185,7 +185,7 @@ def _override_route(policy: TrafficPolicy, read: FieldReader) -> tuple[int, str]
         if rule.version is not None:
             return rule.version, "override"
         asked = read(f"header:{ROUTE_HEADER}")
-        if asked is not None and asked.isdigit():
+        if asked is not None and asked.isascii() and asked.isdigit():  # "³".isdigit(), but int("³") fails
             wanted = int(asked)
             if (not rule.allowed or wanted in rule.allowed) and wanted in policy.loaded_versions:
                 return wanted, "route-header"
