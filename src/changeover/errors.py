@@ -60,6 +60,18 @@ class ArtifactTampered(ArtifactError):
         )
 
 
+class ArtifactMissing(ArtifactError):
+    """The artifact's bytes are not where the version says (not a checksum mismatch: nothing to
+    compare). ``backend`` names the artifact store that was asked, e.g. ``the database``."""
+
+    def __init__(self, path: str, expected: str, backend: str) -> None:
+        self.path, self.expected, self.backend = path, expected, backend
+        super().__init__(
+            f"artifact {path} (sha256 {expected[:12]}…) is missing: it is not in {backend}; "
+            "push the version again there (or copy the blob in) to load it"
+        )
+
+
 class UntrustedArtifact(ArtifactError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

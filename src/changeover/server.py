@@ -27,8 +27,8 @@ from changeover.gateway.rest import is_data_plane_path, is_v1_liveness
 from changeover.gateway.service import Gateway
 from changeover.monitoring.figures import rollback_on_alert
 from changeover.monitoring.service import Monitoring
-from changeover.registry.artifacts import ArtifactStore
 from changeover.registry.service import Registry
+from changeover.registry.shared import open_artifacts
 from changeover.settings import Settings
 from changeover.store.store import Store
 from changeover.web.auth import ensure_token
@@ -50,7 +50,8 @@ class Server:
         self.token = token
         settings.token = token
         self.store = Store(settings.store_url)
-        self.registry = Registry(self.store, ArtifactStore(settings.artifacts_dir))
+        self.registry = Registry(self.store, open_artifacts(settings.artifacts, settings.artifacts_dir, engine=self.store.engine,
+                                                           options=settings.artifacts_options))
         self.gateway = Gateway(self.store, self.registry, settings)
         self.grpc = GrpcEndpoints(self.gateway.plane, settings.max_body_bytes)
         self.controller = Controller(self.store, tick_s=settings.controller_tick_s)
@@ -65,7 +66,7 @@ class Server:
     def submit_gate(self, model: str, candidate: str, champion: str, data: str, task: str, target: str,
                     require: dict[str, Any], ks: list[int], query_column: str | None, rollout_id: int) -> Any:
         """A rollout's gate, in a worker process (the controller polls the future)."""
-        return self.jobs.submit(gate_job, self.store.url, str(self.registry.artifacts.root), model, candidate,
+        return self.jobs.submit(gate_job, self.store.url, self.registry.artifacts.locator, model, candidate,
                                 champion, data, task, target, require, ks, query_column, False,
                                 self.controller.holder, rollout_id)
 

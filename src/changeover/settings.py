@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +78,17 @@ class Settings(BaseSettings):
     """Allow pickle artifacts whose version was not pushed with --trust (never recommended)."""
 
     @cached_property
+    artifacts: str | None = None
+    """Where artifacts live. Unset: the home's ``artifacts/`` folder (one replica, or homes on one
+    shared file system). ``db``: content-addressed blobs in the store's database (table
+    ``artifact_blobs``), so every replica on one PostgreSQL sees every push. A URL
+    (``s3://bucket/prefix``, or any fsspec URL): objects there (``pip install 'changeover[s3]'``).
+    The shared ones keep a checked local copy of what was loaded in the home's ``artifacts/``."""
+
+    artifacts_options: dict[str, Any] = Field(default_factory=dict)
+    """JSON options for the URL's fsspec file system (s3fs: ``{"endpoint_url": "http://…",
+    "key": "…", "secret": "…"}``); unset: its defaults (AWS_* variables, FSSPEC_S3_* settings)."""
+
     def store_url(self) -> str:
         if self.store:
             return self.store

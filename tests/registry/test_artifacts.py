@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from changeover.cli.client import Client
-from changeover.errors import ArtifactTampered
+from changeover.errors import ArtifactMissing, ArtifactTampered
 from changeover.registry.artifacts import ArtifactStore, file_sha256, folder_sha256, sha256_of
 from changeover.registry.service import Registry
 from changeover.store.store import Store
@@ -78,10 +78,14 @@ def test_verify_refuses_a_changed_or_missing_artifact(tmp_path: Path, how: str) 
         target.write_bytes(target.read_bytes() + b"\x00")
     else:
         target.unlink()
-    with pytest.raises(ArtifactTampered) as info:
+    # a missing artifact is said as missing (naming the store), never as tampered
+    with pytest.raises(ArtifactMissing if how == "delete" else ArtifactTampered) as info:
         store.verify(relative, sha)
     assert info.value.expected == sha
+    assert not (how == "delete" and isinstance(info.value, ArtifactTampered))
     assert ("missing" if how == "delete" else "does not match its checksum") in str(info.value)
+    if how == "delete":
+        assert "the local folder" in str(info.value)
 
 
 def test_the_registry_logs_a_tampered_load(tmp_path: Path) -> None:
@@ -240,7 +244,8 @@ def test_a_fresh_server_checks_every_checksum_again(scenario: Scenario, restarte
             assert refused.status_code >= 400, refused.text
             assert why in refused.json()["error"]
         assert http.get("/api/models/guarded").json()["aliases"]["champion"] == 1
-        assert len(events_of(http, "tampered")) == before + 2
+        assert len(events_of(http, "tampered")) == before + 1  # v2's changed bytes; v4 is missing, no alarm
+        assert [e["evidence"]["version"] for e in events_of(http, "missing") if e["model"] == "guarded"] == [4]
         after = http.post("/v2/models/guarded/infer", json=BODY)
         assert after.status_code == 200 and after.headers["x-changeover-version"] == "1"
         assert http.get("/v2/health/ready").status_code == 200

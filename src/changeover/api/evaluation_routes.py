@@ -56,7 +56,7 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
     async def compat(name: str, ref: str, request: Request, against: str = "champion",
                      limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> JSONResponse:
         await anyio.to_thread.run_sync(store.resolve, name, ref)
-        result = await ctx.jobs.run(compat_job, store.url, str(ctx.registry.artifacts.root), name, ref, against,
+        result = await ctx.jobs.run(compat_job, store.url, ctx.registry.artifacts.locator, name, ref, against,
                                     limit, actor_of(request))
         if "error" in result:
             raise InvalidRequest(result["field"], result["error"])
@@ -92,7 +92,7 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
                     if size > MAX_DATA_BYTES:
                         raise InvalidRequest("data", "larger than 1 GiB")
                     fh.write(chunk)
-            result = await ctx.jobs.run(gate_job, store.url, str(ctx.registry.artifacts.root), name, ref, against,
+            result = await ctx.jobs.run(gate_job, store.url, ctx.registry.artifacts.locator, name, ref, against,
                                         str(path), task, target, require, ks or [5, 10], query_column, report,
                                         actor_of(request), item_column=item_column, segment=segment)
         if "error" in result:

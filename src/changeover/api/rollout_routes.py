@@ -139,7 +139,7 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
         actor = actor_of(request)
 
         # the road's first step, off the event loop (a worker process: it loads the candidate)
-        compat = await ctx.jobs.run(apply_compat_job, store.url, str(ctx.registry.artifacts.root), spec.model,
+        compat = await ctx.jobs.run(apply_compat_job, store.url, ctx.registry.artifacts.locator, spec.model,
                                     candidate.number, champion.number, REPLAY_LIMIT, actor)
         if "error" in compat:
             raise InvalidRequest(compat["field"], compat["error"])

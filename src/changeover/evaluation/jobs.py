@@ -31,17 +31,18 @@ from changeover.evaluation.data import (
 from changeover.evaluation.gate import PredictionBatch, PredictionError, Predictor, item_column_for, run_gate
 from changeover.evaluation.replay import replay
 from changeover.evaluation.rules import RulesError, validate_rules
-from changeover.registry.artifacts import ArtifactStore
 from changeover.registry.service import Registry
+from changeover.registry.shared import open_locator
 from changeover.runtimes.base import LoadedModel
 from changeover.store import tables as t
 from changeover.store.store import Store, VersionRecord
 from changeover.store.traffic import recorded_requests
 
 
-def _open(store_url: str, artifacts_dir: str) -> tuple[Store, Registry]:
+def _open(store_url: str, artifacts: str) -> tuple[Store, Registry]:
+    """``artifacts``: the server's `Artifacts.locator` (the local folder's path, or a shared store's spec)."""
     store = Store(store_url, run_migrations=False)
-    return store, Registry(store, ArtifactStore(Path(artifacts_dir)))
+    return store, Registry(store, open_locator(artifacts, store.engine))
 
 
 def _record_analysis(store: Store, record: VersionRecord, kind: str, outcome: str, evidence: dict[str, Any],

@@ -9,9 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from changeover.domain.signature import Signature
-from changeover.errors import ArtifactError, ArtifactTampered, InvalidRequest, UntrustedArtifact
+from changeover.errors import ArtifactError, ArtifactMissing, ArtifactTampered, InvalidRequest, UntrustedArtifact
 from changeover.gateway.batching import batch_config
-from changeover.registry.artifacts import ArtifactStore
+from changeover.registry.artifacts import Artifacts
 from changeover.registry.manifest import bundle_sidecar, read_manifest
 from changeover.runtimes import LoadedModel, LoadRequest, get_runtime, infer_runtime
 from changeover.store.store import Store, VersionRecord
@@ -20,10 +20,11 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class Registry:
-    def __init__(self, store: Store, artifacts: ArtifactStore) -> None:
+    def __init__(self, store: Store, artifacts: Artifacts) -> None:
         self.store = store
         self.artifacts = artifacts
 
+        self._missing_told: set[tuple[str, int]] = set()  # one "missing" event per version and process
     def push(
         self,
         path: Path,
@@ -113,12 +114,20 @@ class Registry:
         )
 
     def load(self, record: VersionRecord, *, actor: str = "gateway") -> LoadedModel:
-        """Load a version after checking its bytes against the checksum (a tampered one is refused and logged)."""
+        """Load a version after checking its bytes against the checksum (a tampered one is refused and
+        logged as ``tampered``; one whose bytes the artifact store lacks, as ``missing``: no alarm)."""
         try:
             path = self.artifacts.verify(record.artifact, record.sha256)
         except ArtifactTampered as exc:
             self.store.add_event("tampered", f"{record.model} v{record.number}: {exc}", model=record.model, actor=actor,
                                  evidence={"version": record.number, "expected": exc.expected, "got": exc.got})
+        except ArtifactMissing as exc:
+            if (record.model, record.number) not in self._missing_told:
+                self._missing_told.add((record.model, record.number))
+                self.store.add_event("missing", f"{record.model} v{record.number}: {exc}", model=record.model,
+                                     actor=actor, evidence={"version": record.number, "expected": exc.expected,
+                                                            "backend": exc.backend, "artifact": record.artifact})
+            raise
             raise
         manifest = read_manifest(path)
         return get_runtime(record.runtime).load(

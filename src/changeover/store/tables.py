@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -215,4 +217,13 @@ leases = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("expires_at", Float, nullable=False),
+)
+
+artifact_blobs = Table(
+    "artifact_blobs",
+    metadata,  # content-addressed artifact bytes when CHANGEOVER_ARTIFACTS=db (registry/shared.py)
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
 )
