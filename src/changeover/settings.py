@@ -74,10 +74,6 @@ class Settings(BaseSettings):
     alert_interval_s: float = 10.0
     """Alert rules and monitoring gauges are evaluated this often."""
 
-    trust_pickle: bool = False
-    """Allow pickle artifacts whose version was not pushed with --trust (never recommended)."""
-
-    @cached_property
     artifacts: str | None = None
     """Where artifacts live. Unset: the home's ``artifacts/`` folder (one replica, or homes on one
     shared file system). ``db``: content-addressed blobs in the store's database (table
@@ -89,6 +85,10 @@ class Settings(BaseSettings):
     """JSON options for the URL's fsspec file system (s3fs: ``{"endpoint_url": "http://…",
     "key": "…", "secret": "…"}``); unset: its defaults (AWS_* variables, FSSPEC_S3_* settings)."""
 
+    trust_pickle: bool = False
+    """Allow pickle artifacts whose version was not pushed with --trust (never recommended)."""
+
+    @cached_property
     def store_url(self) -> str:
         if self.store:
             return self.store

@@ -23,8 +23,8 @@ class Registry:
     def __init__(self, store: Store, artifacts: Artifacts) -> None:
         self.store = store
         self.artifacts = artifacts
-
         self._missing_told: set[tuple[str, int]] = set()  # one "missing" event per version and process
+
     def push(
         self,
         path: Path,
@@ -118,9 +118,6 @@ class Registry:
         logged as ``tampered``; one whose bytes the artifact store lacks, as ``missing``: no alarm)."""
         try:
             path = self.artifacts.verify(record.artifact, record.sha256)
-        except ArtifactTampered as exc:
-            self.store.add_event("tampered", f"{record.model} v{record.number}: {exc}", model=record.model, actor=actor,
-                                 evidence={"version": record.number, "expected": exc.expected, "got": exc.got})
         except ArtifactMissing as exc:
             if (record.model, record.number) not in self._missing_told:
                 self._missing_told.add((record.model, record.number))
@@ -128,6 +125,9 @@ class Registry:
                                      actor=actor, evidence={"version": record.number, "expected": exc.expected,
                                                             "backend": exc.backend, "artifact": record.artifact})
             raise
+        except ArtifactTampered as exc:
+            self.store.add_event("tampered", f"{record.model} v{record.number}: {exc}", model=record.model, actor=actor,
+                                 evidence={"version": record.number, "expected": exc.expected, "got": exc.got})
             raise
         manifest = read_manifest(path)
         return get_runtime(record.runtime).load(
