@@ -109,3 +109,24 @@ class InvalidRequest(ChangeoverError):
     def __init__(self, field: str, reason: str) -> None:
         self.field, self.reason = field, reason
         super().__init__(f"{field}: {reason}")
+
+
+class BackendError(ChangeoverError):
+    """A remote version's backend (another Open Inference Protocol server) did not answer it:
+    ``url`` the backend, ``reason`` what went wrong."""
+
+    def __init__(self, model: str, url: str, reason: str) -> None:
+        self.model, self.url, self.reason = model, url, reason
+        super().__init__(f"backend {url} of {model}: {reason}")
+
+
+class BackendFailed(BackendError):
+    """The backend answered badly or refused the connection (502)."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend timed out, or its circuit breaker is open (503 with ``Retry-After``)."""
+
+    def __init__(self, model: str, url: str, reason: str, retry_after_s: int = 1) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(model, url, reason)

@@ -3,6 +3,7 @@ that ``changeover serve`` runs. Neither plane imports the other; they meet in th
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -10,6 +11,7 @@ import shutil
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -36,13 +38,31 @@ from changeover.web.auth import ensure_token
 log = logging.getLogger("changeover")
 
 
+def private_home(home: Path) -> None:
+    """The home holds recorded inputs, labels and the token: only its owner may read it. What
+    this process creates from now on is 0600 (files) and 0700 (folders); the home itself 0700."""
+    os.umask(0o077)
+    home.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        home.chmod(0o700)
+
+
+def private_files(home: Path) -> None:
+    """Files an older version (or another umask) left readable to others: made the owner's."""
+    for path in home.rglob("*"):
+        with contextlib.suppress(OSError):
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                path.chmod(mode & 0o700)
+
+
 class Server:
     """Every long-lived part of one ``serve`` process."""
 
     def __init__(self, settings: Settings, *, grpc_host: str = "127.0.0.1") -> None:
         self.settings = settings
         self.grpc_host = grpc_host
-        settings.home.mkdir(parents=True, exist_ok=True)
+        private_home(settings.home)
         token, generated = ensure_token(settings.token, settings.token_file)
         if generated:
             print(f"changeover: generated a management token (kept in {settings.token_file}, mode 0600):\n  {token}",
@@ -50,6 +70,7 @@ class Server:
         self.token = token
         settings.token = token
         self.store = Store(settings.store_url)
+        private_files(settings.home)
         self.registry = Registry(self.store, open_artifacts(settings.artifacts, settings.artifacts_dir, engine=self.store.engine,
                                                            options=settings.artifacts_options))
         self.gateway = Gateway(self.store, self.registry, settings)
@@ -156,7 +177,7 @@ def prepare_workers(settings: Settings, host: str) -> None:
     """Before ``serve --workers N`` starts its processes: the token and the schema once (not
     raced by N processes), Prometheus' multiprocess folder emptied, and what the workers need
     to know put in the environment they inherit."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_home(settings.home)
     token, generated = ensure_token(settings.token, settings.token_file)
     if generated:
         print(f"changeover: generated a management token (kept in {settings.token_file}, mode 0600):\n  {token}",

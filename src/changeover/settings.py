@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     shadow_concurrency: int = 4
     """Shadow calls running at once, per gateway."""
 
+    worker_threads_per_version: int = Field(default=8, ge=1)
+    """Worker threads predicting at once, per loaded version (each version has its own: a slow
+    backend fills only its own); more requests to that version wait their turn."""
+
     shadow_timeout_s: float = 1.0
     """A shadow call that takes longer is abandoned and counted as a timeout."""
 

@@ -232,7 +232,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_store(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DBAPIError)
         if isinstance(exc, IntegrityError):  # a write that lost a race the schema guards
-            return JSONResponse({"error": f"the write conflicts with the store's state: {exc.orig}"}, status_code=409)
+            return JSONResponse({"error": f"the write conflicts with the store's state: {exc.orig}", "conflict": True},
+                                status_code=409)
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
         return JSONResponse({"error": f"the store is unavailable: {cause}; retry shortly", "cause": "store"},
                             status_code=503, headers={"retry-after": "5"})

@@ -40,18 +40,19 @@ EXIT_BAD_INPUT = 2  # the request was wrong: a spec, a name, a field (4xx)
 EXIT_CONFLICT = 3  # the request was right but lost to the state: another rollout active, a lost race (409)
 
 
-def exit_code(status: int) -> int:
-    """The CLI's exit code for an HTTP status (README, "Exit codes")."""
-    if status == 409:
+def exit_code(status: int, body: Any = None) -> int:
+    """The CLI's exit code for an answer (README, "Exit codes"): a 409 the server marks as a
+    conflict with the state is 3; any other 4xx (a refused artifact, a wrong spec) 2."""
+    if status == 409 and isinstance(body, dict) and body.get("conflict"):
         return EXIT_CONFLICT
     return EXIT_BAD_INPUT if 400 <= status < 500 else EXIT_FAILED
 
 
 def fail(exc: ApiError) -> None:
-    """Print the server's reason and exit: 3 for a conflict (409), 2 for other bad input (4xx),
-    1 otherwise."""
+    """Print the server's reason and exit: 3 for a conflict with the state, 2 for other bad
+    input (4xx), 1 otherwise."""
     err.print(f"[red]error[/red]: {exc}")
-    raise typer.Exit(exit_code(exc.status))
+    raise typer.Exit(exit_code(exc.status, exc.body))
 
 
 def print_json(data: Any) -> None:

@@ -31,6 +31,7 @@ from anyio import CapacityLimiter
 from changeover import oip
 from changeover.domain.policy import Interleave, TrafficPolicy, route
 from changeover.errors import (
+    BackendError,
     ChangeoverError,
     InvalidInput,
     MalformedRequest,
@@ -147,7 +148,7 @@ class DataPlane:
         self.windows = windows
         self.writer = writer
         self.mirror = mirror
-        self.limiter = CapacityLimiter(16)
+        self._limiters: dict[tuple[str, int], CapacityLimiter] = {}  # worker threads per version: none starves another
         self.ready = False  # set once the gateway has started (GET /v2/health/ready)
         self._rng = random.Random()
         self._meters: dict[tuple[str, int], _VersionMeters] = {}
@@ -274,11 +275,17 @@ class DataPlane:
             meters = self._meters[(model, version)] = _VersionMeters(self.metrics, model, version)
         return meters
 
+    def _limiter(self, lv: LoadedVersion) -> CapacityLimiter:
+        limiter = self._limiters.get((lv.model, lv.version))
+        if limiter is None:
+            limiter = self._limiters[(lv.model, lv.version)] = CapacityLimiter(self.settings.worker_threads_per_version)
+        return limiter
+
     def _batcher(self, lv: LoadedVersion) -> Batcher | None:
         entry = self._batchers.get((lv.model, lv.version))
         if entry is None or entry[0] is not lv:  # first use, or the version was loaded again
             labels = self.follower.record(lv.model, lv.version).labels
-            batcher = version_batcher(lv.model, lv.version, lv.runtime.predict, labels, limiter=self.limiter,
+            batcher = version_batcher(lv.model, lv.version, lv.runtime.predict, labels, limiter=self._limiter(lv),
                                       metrics=self.metrics)
             entry = self._batchers[(lv.model, lv.version)] = (lv, batcher)
         return entry[1]
@@ -340,19 +347,24 @@ class DataPlane:
                 # would cost more than the prediction
                 outputs = lv.runtime.predict(inputs)
             else:
-                outputs = await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self.limiter)
+                outputs = await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self._limiter(lv))
         except Exception as exc:
             error_id = self.new_request_id()[-12:]
-            log.exception("prediction failed in %s v%s (error id %s)", model, version, error_id)
+            backend = isinstance(exc, BackendError)  # a remote backend's failure: its own status (502/503)
+            if backend:
+                log.warning("prediction failed in %s v%s (error id %s): %s", model, version, error_id, exc)
+            else:
+                log.exception("prediction failed in %s v%s (error id %s)", model, version, error_id)
+            code = status_of(exc) if backend else 500
             latency_ms = (time.perf_counter() - started) * 1000
             self._meter(model, version).errors.inc()
-            self.metrics.requests.labels(model, str(version), "500").inc()
+            self.metrics.requests.labels(model, str(version), str(code)).inc()
             self.windows.observe(model, version, latency_ms, True, None)
-            self._log_request(call, decoded, request_id, model, version, 500, latency_ms, None, None)
+            self._log_request(call, decoded, request_id, model, version, code, latency_ms, None, None)
             if other is not None:
                 self._forget(other)
-            raise InferFailed(PredictionFailed(model, version, type(exc).__name__, error_id), request_id,
-                              version) from None
+            cause = exc if backend else PredictionFailed(model, version, type(exc).__name__, error_id)
+            raise InferFailed(cause, request_id, version) from None
         finally:
             self.pool.release(lv)
         interleaving: dict[str, Any] | None = None
@@ -383,7 +395,7 @@ class DataPlane:
         inputs = signature.conform_inputs(decoded)
         self.pool.acquire(lv)
         try:
-            return await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self.limiter)
+            return await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self._limiter(lv))
         finally:
             self.pool.release(lv)
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import grpc
 
 from changeover import oip_grpc
-from changeover.errors import ChangeoverError, MalformedRequest, Unavailable
+from changeover.errors import BackendUnavailable, ChangeoverError, MalformedRequest, Unavailable
 from changeover.gateway.dataplane import DataPlane, InferCall, InferFailed
 from changeover.gateway.rest import server_metadata
 from changeover.protos import grpc_predict_v2_pb2 as pb
@@ -38,6 +38,7 @@ CODE_BY_STATUS = {
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     422: grpc.StatusCode.INVALID_ARGUMENT,
     500: grpc.StatusCode.INTERNAL,
+    502: grpc.StatusCode.UNAVAILABLE,  # a remote version's backend failed
     503: grpc.StatusCode.UNAVAILABLE,
 }
 GRACE_S = 5.0  # in-flight calls get this long to finish when the server stops
@@ -98,7 +99,7 @@ class GrpcEndpoints(pb_grpc.GRPCInferenceServiceServicer):
             trailing.append(("x-request-id", request_id))
         if version is not None:
             trailing.append(("x-changeover-version", str(version)))
-        if isinstance(exc, Unavailable):
+        if isinstance(exc, Unavailable | BackendUnavailable):
             trailing.append(("retry-after", str(exc.retry_after_s)))
         error_id = getattr(exc, "error_id", "")
         if error_id:

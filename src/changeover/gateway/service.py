@@ -4,6 +4,8 @@ the model pool, the shadow mirror and the writers, started and stopped together.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import uuid
 from typing import Any
 
@@ -25,6 +27,8 @@ from changeover.store import tables as t
 from changeover.store.store import Store
 
 __all__ = ["Gateway"]
+
+log = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -61,7 +65,28 @@ class Gateway:
         return self.plane.ready
 
     def _load(self, model: str, version: int) -> Any:
-        return self.registry.load(self.follower.record(model, version))
+        loaded = self.registry.load(self.follower.record(model, version))
+        if hasattr(loaded, "on_breaker"):  # a remote version: its backend's circuit breaker, as events
+            loaded.on_breaker = lambda state, info: self._breaker_event(model, version, state, info)
+        return loaded
+
+    def _breaker_event(self, model: str, version: int, state: str, info: dict[str, Any]) -> None:
+        """``backend.open`` / ``backend.closed``, written off the request's thread (never waits on the store)."""
+        kind = "backend.open" if state == "open" else "backend.closed"
+        if state == "open":
+            message = (f"{model} v{version}: backend {info.get('url')} failing ({info.get('cause')}); "
+                       f"calls fail fast for {info.get('cooldown_s')}s, then one probe")
+        else:
+            message = f"{model} v{version}: backend {info.get('url')} answers again"
+        evidence = {**info, "version": version, "replica": self.replica}
+
+        def write() -> None:
+            try:
+                self.store.add_event(kind, message, model=model, actor="gateway", evidence=evidence)
+            except Exception as exc:
+                log.warning("could not record %s for %s v%s: %r", kind, model, version, exc)
+
+        threading.Thread(target=write, name="breaker-event", daemon=True).start()
 
     async def start(self) -> None:
         self.writer.start()

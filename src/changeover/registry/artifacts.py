@@ -93,7 +93,9 @@ class ArtifactStore:
             if staging.exists():
                 shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
             if source.is_dir():
-                shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"))
+                # copyfile, not copy2: the source's modes (often world-readable) stay behind
+                shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__"),
+                                copy_function=shutil.copyfile)
             else:
                 shutil.copyfile(source, staging)
             staging.rename(target)  # atomic: a half-copied artifact is never visible

@@ -14,6 +14,7 @@ from changeover.gateway.batching import batch_config
 from changeover.registry.artifacts import Artifacts
 from changeover.registry.manifest import bundle_sidecar, read_manifest
 from changeover.runtimes import LoadedModel, LoadRequest, get_runtime, infer_runtime
+from changeover.runtimes.remote import remote_config
 from changeover.store.store import Store, VersionRecord
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -42,8 +43,9 @@ class Registry:
         path = Path(path)
         if not path.exists():
             raise InvalidRequest("path", f"{path} does not exist")
-        try:  # batching labels (gateway/batching.py): refused now rather than ignored when served
+        try:  # batching and remote labels (gateway/batching.py, runtimes/remote.py): refused now, not when served
             batch_config(labels or {})
+            remote_config(labels or {})
         except ValueError as exc:
             raise InvalidRequest("labels", str(exc)) from None
         with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +84,8 @@ class Registry:
             # load it once now: a version that cannot load never enters the registry
             try:
                 model = get_runtime(runtime_name).load(
-                    LoadRequest(path=path, manifest=manifest, signature=manifest.signature, trusted=trust)
+                    LoadRequest(path=path, manifest=manifest, signature=manifest.signature, trusted=trust,
+                                labels=dict(labels or {}))
                 )
             except ArtifactError:
                 raise
@@ -131,5 +134,6 @@ class Registry:
             raise
         manifest = read_manifest(path)
         return get_runtime(record.runtime).load(
-            LoadRequest(path=path, manifest=manifest, signature=record.signature, trusted=record.trusted)
+            LoadRequest(path=path, manifest=manifest, signature=record.signature, trusted=record.trusted,
+                        labels=record.labels)
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +31,7 @@ class LoadRequest:
     manifest: Manifest
     signature: Signature | None  # the signature recorded at push (None while pushing)
     trusted: bool  # pickle: pushed with --trust
+    labels: Mapping[str, str] = field(default_factory=dict)  # the version's labels (remote: its timeout…)
 
 
 class Runtime(Protocol):

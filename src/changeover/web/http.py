@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from changeover.errors import (
     ChangeoverError,
+    Conflict,
     InvalidInput,
     InvalidRequest,
     MalformedRequest,
@@ -102,6 +103,8 @@ def error_body(exc: Exception) -> dict[str, Any]:
         return {"error": str(exc), "field": exc.field}
     if isinstance(exc, PredictionFailed):
         return {"error": str(exc), "error_id": exc.error_id}
+    if isinstance(exc, Conflict):  # lost to the state (a race, another rollout): the CLI exits 3, not 2
+        return {"error": str(exc), "conflict": True}
     return {"error": str(exc)}
 
 
