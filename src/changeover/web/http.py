@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from changeover.errors import (
+    BackendFailed,
+    BackendUnavailable,
     ChangeoverError,
     Conflict,
     InvalidInput,
@@ -88,7 +90,9 @@ def status_of(exc: Exception) -> int:
         return 404
     if isinstance(exc, PredictionFailed):
         return 500
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, BackendFailed):  # a remote version's backend refused or answered badly
+        return 502
+    if isinstance(exc, Unavailable | BackendUnavailable):  # BackendUnavailable: timed out, or its breaker open
         return 503
     if isinstance(exc, ChangeoverError):
         return 409
@@ -103,6 +107,8 @@ def error_body(exc: Exception) -> dict[str, Any]:
         return {"error": str(exc), "field": exc.field}
     if isinstance(exc, PredictionFailed):
         return {"error": str(exc), "error_id": exc.error_id}
+    if isinstance(exc, BackendFailed | BackendUnavailable):
+        return {"error": str(exc), "backend": exc.url}
     if isinstance(exc, Conflict):  # lost to the state (a race, another rollout): the CLI exits 3, not 2
         return {"error": str(exc), "conflict": True}
     return {"error": str(exc)}
@@ -112,6 +118,6 @@ def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Res
     """Map a client-side error to its status; the message names the field. Errors that are
     not the project's are raised again (a bug: the server's 500)."""
     status = status_of(exc)
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, Unavailable | BackendUnavailable):
         headers = {**(headers or {}), "retry-after": str(exc.retry_after_s)}
     return json_response(error_body(exc), status, headers)
