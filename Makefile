@@ -17,6 +17,10 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.changeover-installed
+# KServe's Python SDK, for the protocol conformance tests: a venv of its own, as kserve pins
+# pandas and protobuf below what changeover uses
+KSERVE_VENV := .venv-kserve
+KSERVE_STAMP := $(KSERVE_VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
@@ -60,7 +64,13 @@ system-deps:
 	$$sudo env $(APT_ENV) apt-get -o DPkg::Lock::Timeout=600 update </dev/null && \
 	$$sudo env $(APT_ENV) apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $$missing </dev/null
 
-test: venv system-deps
+$(KSERVE_STAMP):
+	@[ -x $(KSERVE_VENV)/bin/python ] || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(KSERVE_VENV)/bin/python -m pip install -q 'kserve==0.21.*' || echo "kserve-venv: could not install kserve; its tests will skip"
+	@touch $@
+
+test: venv system-deps $(KSERVE_STAMP)
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 
 lint: venv

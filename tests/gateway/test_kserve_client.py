@@ -5,7 +5,8 @@ kserve 0.21 pins pandas<3 and protobuf<7 (and downgrades python-dateutil and psu
 project's environment is past, so it is not a test dependency: it runs from an environment of its
 own (``CHANGEOVER_KSERVE_PYTHON``, else /tmp/kserve-venv: ``python -m venv /tmp/kserve-venv &&
 /tmp/kserve-venv/bin/pip install kserve``), in a subprocess that prints what the client answered.
-Without one the tests skip; the Python of the tests is used when it imports kserve itself."""
+`make test` makes ``.venv-kserve`` in the repository for them (kserve would downgrade
+pandas and protobuf in the project's own venv). Without one the tests skip; the Python of the tests is used when it imports kserve itself."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from serverproc import running_server
 
 
 def kserve_python() -> str | None:
-    candidates = [os.environ.get("CHANGEOVER_KSERVE_PYTHON"), sys.executable, "/tmp/kserve-venv/bin/python"]
+    repo_venv = Path(__file__).resolve().parents[2] / ".venv-kserve" / "bin" / "python"  # `make test` makes it
+    candidates = [os.environ.get("CHANGEOVER_KSERVE_PYTHON"), sys.executable, str(repo_venv),
+                  "/tmp/kserve-venv/bin/python"]
     for python in candidates:
         if python and Path(python).exists() and subprocess.run(
                 [python, "-c", "import kserve"], capture_output=True, timeout=120).returncode == 0:
