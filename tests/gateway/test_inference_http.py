@@ -783,3 +783,10 @@ def test_the_remote_runtime_is_a_v2_client_of_a_real_server(env: Env, tmp_path: 
     assert proxied.status_code == 200, proxied.text
     assert proxied.headers["x-changeover-version"] == "1"
     assert proxied.json()["outputs"][0]["data"] == env.reference[1].predict(X[:4]).tolist()
+
+
+def test_an_unknown_model_is_404_whether_or_not_a_version_is_named(env: Env) -> None:
+    for path in ("/v2/models/nope/ready", "/v2/models/nope/versions/1/ready", "/v2/models/cancer/versions/³/ready"):
+        assert env.http.get(path).status_code == 404, path
+    pinned = env.http.post("/v2/models/cancer/versions/%C2%B3/infer", json=cancer_body(X[:1]))
+    assert pinned.status_code == 404, pinned.text

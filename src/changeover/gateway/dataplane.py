@@ -240,7 +240,7 @@ class DataPlane:
     def _pinned_version(self, model: str, pinned: str) -> LoadedVersion:
         """A pinned version that is loaded; else its load starts off the request path and the
         request gets a 503 with Retry-After (or a 404 once the version is known not to exist)."""
-        if not pinned.isdigit():
+        if not (pinned.isascii() and pinned.isdigit()):  # "³".isdigit() is true, int("³") fails
             raise ModelNotFound(model, pinned)
         version = int(pinned)
         lv = self.pool.get(model, version)
@@ -509,7 +509,7 @@ class DataPlane:
     def metadata_version(self, model: str, version: str | None) -> int:
         """The version a metadata call is about: the one named, else the champion."""
         if version is not None:
-            if not version.isdigit():
+            if not (version.isascii() and version.isdigit()):
                 raise ModelNotFound(model, version)
             return int(version)
         policy = self.follower.policies.get(model)
@@ -525,4 +525,7 @@ class DataPlane:
     def model_ready(self, model: str, version: str | None) -> bool:
         """Whether the version (the champion by default) is loaded here; ModelNotFound for a
         model this gateway serves no policy of."""
-        return self.pool.get(model, self.metadata_version(model, version)) is not None
+        loaded = self.pool.get(model, self.metadata_version(model, version)) is not None
+        if not loaded and model not in self.follower.policies:
+            raise ModelNotFound(model, version)  # a model this gateway knows nothing of: 404, not "not ready"
+        return loaded
