@@ -7,18 +7,33 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+PARENT_CHECK_S = 1.0  # how often a job worker checks that its server still runs
+
 
 def _background_worker() -> None:
-    """Serving comes first: the worker runs at a lower priority, on one BLAS/OpenMP thread."""
+    """Serving comes first: the worker runs at a lower priority, on one BLAS/OpenMP thread. It
+    ends with its server: a server killed with -9 (or crashed) leaves no worker behind, holding
+    memory and waking the CPU, as a watcher thread sees the parent gone within a second."""
     with contextlib.suppress(OSError):
         os.nice(10)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="changeover-job-parent-watch", daemon=True).start()
 
 
 def _warm() -> None:
