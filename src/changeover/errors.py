@@ -99,6 +99,10 @@ class Unavailable(ChangeoverError):
         super().__init__(reason)
 
 
+class UnsupportedMediaType(MalformedRequest):
+    """A body type a browser may send cross-origin without asking first (415)."""
+
+
 class Conflict(ChangeoverError):
     pass
 

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     require_token_for_inference: bool = False
     """When true, inference and feedback also need the management token."""
 
+    feedback_token: str | None = None
+    """When set, ``POST /v1/feedback`` needs ``Authorization: Bearer <this token>`` (or the
+    management token): only the services that know the truth can label requests."""
+
     record_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     """Share of live requests recorded with their inputs, for compatibility replay."""
 

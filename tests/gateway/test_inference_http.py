@@ -108,6 +108,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             for path, trust in versions:
                 client.push(path, name=name, labels={}, runtime=None, trust=trust)
             admin.put(f"/api/models/{name}/aliases/champion", json={"version": 1}).raise_for_status()
+        # a model whose NaN means "no score", said so at push
+        client.push(models["nan"][0][0], name="nan-ok", labels={"allow_nonfinite": "true"}, runtime=None, trust=False)
+        admin.put("/api/models/nan-ok/aliases/champion", json={"version": 1}).raise_for_status()
         proxy = root / "proxy"
         proxy.mkdir()
         (proxy / "model.yaml").write_text(f"runtime: remote\nurl: {server.url}\nremote_model: cancer\n")
@@ -302,11 +305,20 @@ def test_several_inputs_of_mixed_datatypes(env: Env) -> None:
     assert mixed.status_code == 422 and "batch" in mixed.json()["expected"]
 
 
-def test_non_finite_predictions_come_back_as_null(env: Env) -> None:
-    response = env.infer("nan", {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}]})
-    assert response.status_code == 200, response.text
-    assert response.json()["outputs"][0]["data"] == [None, None]
-    json.loads(response.text)  # strict JSON: no NaN literal
+def test_a_non_finite_prediction_is_the_versions_error_not_a_silent_null(env: Env) -> None:
+    before = metrics(env)
+    body = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
+    response = env.infer("nan", body)
+    assert response.status_code == 500, response.text
+    assert "NaN in output" in response.json()["error"] and response.json()["error_id"]
+    after = metrics(env)
+    assert metric(after, "changeover_errors_total", model="nan", version="1") - metric(
+        before, "changeover_errors_total", model="nan", version="1") == 1
+    # a version pushed with allow_nonfinite=true answers them, as null in strict JSON
+    allowed = env.infer("nan-ok", body)
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["outputs"][0]["data"] == [None, None]
+    json.loads(allowed.text)  # strict JSON: no NaN literal
 
 
 # ---- request ids --------------------------------------------------------------------------
@@ -445,7 +457,9 @@ def test_a_model_that_raises_is_a_500_with_an_error_id_counted_and_the_server_go
     assert env.infer("cancer", cancer_body(X[:2])).status_code == 200
     assert env.http.get("/v2/health/ready").status_code == 200
     log = env.server.log.read_text()
-    assert failures[0].json()["error_id"] in log  # the operator can find the traceback by its id
+    # one traceback per kind of error per minute (with its error id), not one per failed request
+    assert "prediction failed in boom v1 (error id" in log and "raise ValueError('negative input" in log
+    assert sum(r.json()["error_id"] in log for r in failures) <= 1
 
 
 # ---- metrics ------------------------------------------------------------------------------
@@ -790,3 +804,18 @@ def test_an_unknown_model_is_404_whether_or_not_a_version_is_named(env: Env) -> 
         assert env.http.get(path).status_code == 404, path
     pinned = env.http.post("/v2/models/cancer/versions/%C2%B3/infer", json=cancer_body(X[:1]))
     assert pinned.status_code == 404, pinned.text
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x"])
+def test_a_body_type_browsers_send_cross_origin_unasked_is_refused(env: Env, content_type: str) -> None:
+    """A web page can POST text/plain to any origin without a preflight: inference and
+    feedback refuse those types (415 naming content-type), so no page can use a user's browser."""
+    body = json.dumps(cancer_body(X[:1]))
+    r = env.http.post("/v2/models/cancer/infer", content=body, headers={"content-type": content_type})
+    assert r.status_code == 415 and r.json()["field"] == "content-type", r.text
+    fb = env.http.post("/v1/feedback", content=json.dumps({"request_id": "x", "label": 1}),
+                       headers={"content-type": content_type})
+    assert fb.status_code == 415, fb.text
+    ok = env.http.post("/v2/models/cancer/infer", content=body, headers={"content-type": "application/json"})
+    assert ok.status_code == 200

@@ -29,6 +29,7 @@ import numpy as np
 from anyio import CapacityLimiter
 
 from changeover import oip
+from changeover.domain.answers import allows_nonfinite, nonfinite
 from changeover.domain.policy import Interleave, TrafficPolicy, route
 from changeover.errors import (
     BackendError,
@@ -55,7 +56,8 @@ from changeover.settings import Settings
 from changeover.store import tables as t
 from changeover.store import traffic
 from changeover.store.store import Store
-from changeover.web.auth import check_bearer
+from changeover.web.auth import AuthError, check_bearer
+from changeover.web.errorlog import ErrorLog
 from changeover.web.http import BodyTooLarge, status_of
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,10 @@ class InferFailed(Exception):
         super().__init__(str(cause))
 
 
+class NonFiniteAnswer(Exception):
+    """A version answered NaN or infinity in a float output (`domain.answers`)."""
+
+
 class _VersionMeters:
     """Prometheus children of one version, looked up once (a label lookup per request costs)."""
 
@@ -152,6 +158,8 @@ class DataPlane:
         self.ready = False  # set once the gateway has started (GET /v2/health/ready)
         self._rng = random.Random()
         self._meters: dict[tuple[str, int], _VersionMeters] = {}
+        self._nonfinite_ok: dict[tuple[str, int], bool] = {}
+        self.errorlog = ErrorLog(log)
         self._pinned: dict[tuple[str, int], tuple[asyncio.Task[None], float]] = {}
         self._batchers: dict[tuple[str, int], tuple[LoadedVersion, Batcher | None]] = {}  # built on first use
         # request ids: a random prefix per process and a counter (unique without a uuid4 per request)
@@ -167,6 +175,18 @@ class DataPlane:
         """AuthError unless inference is open or ``authorization`` carries the token; transports
         call it before decoding a body."""
         if self.settings.require_token_for_inference:
+            check_bearer(headers.get("authorization"), self.settings.token or "")
+
+    def check_feedback_token(self, headers: Mapping[str, str]) -> None:
+        """AuthError unless feedback is open, or ``authorization`` carries the feedback token (or,
+        where that is set or inference needs it, the management token)."""
+        wanted = self.settings.feedback_token
+        if wanted is None:
+            self.check_token(headers)
+            return
+        try:
+            check_bearer(headers.get("authorization"), wanted)
+        except AuthError:
             check_bearer(headers.get("authorization"), self.settings.token or "")
 
     def rejected(self, model: str, exc: Exception, request_id: str) -> InferFailed:
@@ -269,6 +289,13 @@ class DataPlane:
 
     # ---- predicting and recording ---------------------------------------------------
 
+    def _allows_nonfinite(self, lv: LoadedVersion) -> bool:
+        key = (lv.model, lv.version)
+        allowed = self._nonfinite_ok.get(key)
+        if allowed is None:
+            allowed = self._nonfinite_ok[key] = allows_nonfinite(self.follower.record(lv.model, lv.version).labels)
+        return allowed
+
     def _meter(self, model: str, version: int) -> _VersionMeters:
         meters = self._meters.get((model, version))
         if meters is None:
@@ -348,13 +375,17 @@ class DataPlane:
                 outputs = lv.runtime.predict(inputs)
             else:
                 outputs = await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self._limiter(lv))
+            said = None if self._allows_nonfinite(lv) else nonfinite(outputs)
+            if said is not None:  # JSON has no NaN: never a silent null, the version's error instead
+                raise NonFiniteAnswer(said)
         except Exception as exc:
             error_id = self.new_request_id()[-12:]
             backend = isinstance(exc, BackendError)  # a remote backend's failure: its own status (502/503)
             if backend:
                 log.warning("prediction failed in %s v%s (error id %s): %s", model, version, error_id, exc)
-            else:
-                log.exception("prediction failed in %s v%s (error id %s)", model, version, error_id)
+            else:  # one traceback per kind of error per minute, with a count of the rest
+                self.errorlog.error(exc, f"prediction failed in {model} v{version} (error id {error_id})",
+                                    model, str(version))
             code = status_of(exc) if backend else 500
             latency_ms = (time.perf_counter() - started) * 1000
             self._meter(model, version).errors.inc()
@@ -363,7 +394,8 @@ class DataPlane:
             self._log_request(call, decoded, request_id, model, version, code, latency_ms, None, None)
             if other is not None:
                 self._forget(other)
-            cause = exc if backend else PredictionFailed(model, version, type(exc).__name__, error_id)
+            reason = str(exc) if isinstance(exc, NonFiniteAnswer) else type(exc).__name__
+            cause = exc if backend else PredictionFailed(model, version, reason, error_id)
             raise InferFailed(cause, request_id, version) from None
         finally:
             self.pool.release(lv)

@@ -171,7 +171,7 @@ class RestEndpoints:
 
     async def feedback(self, request: Request) -> Response:
         try:
-            self.plane.check_token(request.headers)
+            self.plane.check_feedback_token(request.headers)
         except AuthError as exc:
             return json_response({"error": str(exc)}, exc.status)
         try:

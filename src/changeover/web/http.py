@@ -20,6 +20,7 @@ from changeover.errors import (
     NotFound,
     PredictionFailed,
     Unavailable,
+    UnsupportedMediaType,
 )
 from changeover.web.auth import AuthError
 
@@ -41,6 +42,18 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 BINARY_HEADER = "inference-header-content-length"
+# the body types a web page may POST to another origin without a preflight (a "simple" request):
+# refused, so no page can infer or label requests through a user's browser
+SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def check_content_type(headers: Mapping[str, str]) -> None:
+    """UnsupportedMediaType (415) for a body type browsers send cross-origin unasked."""
+    given = headers.get("content-type")
+    if given is not None and given.split(";", 1)[0].strip().lower() in SIMPLE_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {given.split(';', 1)[0].strip()} is refused: send application/json (or "
+            "application/octet-stream with the binary tensor extension)", "content-type")
 
 
 async def read_infer_body(request: Request, limit: int,
@@ -50,6 +63,7 @@ async def read_infer_body(request: Request, limit: int,
     request's headers already read into a dict (lower-case names), else read here."""
     if headers is None:
         headers = request.headers
+    check_content_type(headers)
     declared = headers.get("content-length")
     # isascii too: "³".isdigit() is true, and int("³") raises (headers are latin-1, b"\xb3" is "³")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -82,6 +96,8 @@ def status_of(exc: Exception) -> int:
         return exc.status
     if isinstance(exc, BodyTooLarge):
         return 413
+    if isinstance(exc, UnsupportedMediaType):
+        return 415
     if isinstance(exc, MalformedRequest):
         return 400
     if isinstance(exc, InvalidInput | InvalidRequest):
