@@ -16,6 +16,7 @@ import numpy as np
 
 from changeover.domain.signature import NUMPY_BY_DATATYPE, datatype_of
 from changeover.errors import InvalidInput, MalformedRequest
+from changeover.oip import tensor_bytes
 from changeover.protos import grpc_predict_v2_pb2 as pb
 
 __all__ = [
@@ -144,17 +145,8 @@ def decode_infer_request(request: Any) -> tuple[Decoded, dict[str, Any]]:
     return decoded, meta
 
 
-def raw_bytes(array: np.ndarray, datatype: str) -> bytes:
-    """A tensor's raw contents (BYTES: each element length-prefixed; a value that is not bytes
-    is sent as its text in UTF-8)."""
-    if datatype == "BYTES":
-        parts = []
-        for value in np.asarray(array, dtype=object).reshape(-1).tolist():
-            item = value if isinstance(value, bytes) else str(value).encode()
-            parts.append(len(item).to_bytes(4, "little") + item)
-        return b"".join(parts)
-    dtype = np.dtype(NUMPY_BY_DATATYPE[datatype]).newbyteorder("<")
-    return np.ascontiguousarray(array, dtype=dtype).tobytes()
+# a tensor's raw contents: the binary extension's bytes, one codec for REST and gRPC
+raw_bytes = tensor_bytes
 
 
 def encode_infer_response(model: str, version: int, request_id: str, outputs: Mapping[str, np.ndarray]) -> Any:

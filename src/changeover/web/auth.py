@@ -24,24 +24,29 @@ def check_bearer(header: str | None, token: str) -> None:
         raise AuthError(403, "wrong token")
 
 
+def _kept(token_file: Path) -> str:
+    """The token another process wrote: waits (a second at most) while it is still being written."""
+    for _ in range(100):
+        kept = token_file.read_text().strip()
+        if kept:
+            return kept
+        time.sleep(0.01)
+    raise RuntimeError(f"{token_file} stays empty: remove it, or set CHANGEOVER_TOKEN")
+
+
 def ensure_token(configured: str | None, token_file: Path) -> tuple[str, bool]:
     """The token to require: the configured one, the one kept in the home, or a new one
     (written with mode 0600). Returns (token, newly generated)."""
     if configured:
         return configured, False
     if token_file.exists():
-        return token_file.read_text().strip(), False
+        return _kept(token_file), False
     token_file.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     try:
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process on this home made it first: use that one
-        for _ in range(100):
-            kept = token_file.read_text().strip()
-            if kept:
-                return kept, False
-            time.sleep(0.01)
-        raise
+        return _kept(token_file), False
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
     return token, True
