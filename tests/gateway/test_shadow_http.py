@@ -171,7 +171,9 @@ def test_a_broken_shadow_changes_nothing_for_users(server: ServerProcess, versio
     # a user never waits for the shadow (the hanging one sleeps 5 s per call)
     assert max(a[4] for a in answers) < 2.5, sorted(a[4] for a in answers)[-3:]
 
-    figures = wait_until(lambda: (f := report(server, version)["figures"]["overall"]).get("shadow_errors") and f,
+    # the pairs reach the store from the writer in batches: wait for all of them, not the first
+    figures = wait_until(lambda: (f := report(server, version)["figures"]["overall"]).get("shadow_errors")
+                         and (kind == "timeout" or f.get("pairs") == 30) and f,
                          f"the shadow's {kind}s in its report")
     assert figures["errors_by_kind"] == {kind: figures["shadow_errors"]}
     assert figures["shadow_errors"] == figures["pairs"] and figures["candidate_error_rate"] == 1.0

@@ -16,7 +16,7 @@ from typing import Any
 PARENT_CHECK_S = 1.0  # how often a job worker checks that its server still runs
 
 
-def _background_worker() -> None:
+def _background_worker(server: int) -> None:
     """Serving comes first: the worker runs at a lower priority, on one BLAS/OpenMP thread. It
     ends with its server: a server killed with -9 (or crashed) leaves no worker behind, holding
     memory and waking the CPU, as a watcher thread sees the parent gone within a second."""
@@ -25,13 +25,12 @@ def _background_worker() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    parent = os.getppid()
 
-    def watch() -> None:
+    def watch() -> None:  # `server` is the pid that started it: it may be gone before this runs
         while True:
-            time.sleep(PARENT_CHECK_S)
-            if os.getppid() != parent:
+            if os.getppid() != server:
                 os._exit(0)
+            time.sleep(PARENT_CHECK_S)
 
     threading.Thread(target=watch, name="changeover-job-parent-watch", daemon=True).start()
 
@@ -50,7 +49,7 @@ class JobRunner:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_background_worker)
+                                             initializer=_background_worker, initargs=(os.getpid(),))
         return self._pool
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
