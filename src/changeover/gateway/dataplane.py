@@ -90,6 +90,17 @@ def requested_outputs(outputs: Any, signature: Any) -> list[str] | None:
     return names
 
 
+def read_field(field: str, headers: Mapping[str, str], decoded: oip.Decoded) -> str | None:
+    """A request's ``header:NAME`` (lower-case names) or ``input:NAME`` (its first value)."""
+    kind, _, name = field.partition(":")
+    if kind == "header":
+        return headers.get(name.lower())
+    if kind == "input" and name in decoded:
+        array = decoded[name][0]
+        return str(array.reshape(-1)[0]) if array.size else None
+    return None
+
+
 @dataclass(slots=True)
 class InferCall:
     """One decoded inference request, whatever the transport.
@@ -317,26 +328,18 @@ class DataPlane:
             entry = self._batchers[(lv.model, lv.version)] = (lv, batcher)
         return entry[1]
 
-    def _reader(self, policy: TrafficPolicy | None, headers: Mapping[str, str],
+    @staticmethod
+    def _reader(policy: TrafficPolicy, headers: Mapping[str, str],
                 decoded: oip.Decoded) -> Callable[[str], str | None]:
+        """The router's view of one request: its fields, and ``key`` for the policy's sticky key."""
         def read(field: str) -> str | None:
-            if field == "key":
-                return read(policy.sticky_key) if policy is not None else None
-            kind, _, name = field.partition(":")
-            if kind == "header":
-                return headers.get(name.lower())
-            if kind == "input" and name in decoded:
-                array = decoded[name][0]
-                return str(array.reshape(-1)[0]) if array.size else None
-            return None
+            return read_field(policy.sticky_key if field == "key" else field, headers, decoded)
 
         return read
 
     def _segment(self, headers: Mapping[str, str], decoded: oip.Decoded) -> str | None:
         source = self.settings.segment
-        if not source:
-            return None
-        value = self._reader(None, headers, decoded)(source)
+        value = read_field(source, headers, decoded) if source else None
         return value[:MAX_SEGMENT_CHARS] if value else None
 
     def _refused(self, call: InferCall, decoded: oip.Decoded, model: str, version: int, request_id: str,
