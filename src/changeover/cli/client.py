@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from changeover.domain.names import check_name
+from changeover.errors import InvalidRequest
 from changeover.registry.manifest import bundle_sidecar
 from changeover.settings import Settings
 from changeover.web.auth import read_token
@@ -77,3 +79,13 @@ class Client:
             else:
                 content = source.read_bytes()
         return self.request("POST", f"/api/models/{name}/versions", params=params, content=content)
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not a model name (the rule the server applies), or None: the CLI checks
+    it before any request."""
+    try:
+        check_name(name)
+    except InvalidRequest as exc:
+        return exc.reason
+    return None

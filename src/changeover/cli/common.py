@@ -10,9 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from changeover.cli.client import ApiError, Client
-from changeover.domain.names import check_name
-from changeover.errors import InvalidRequest
+from changeover.cli.client import ApiError, Client, name_problem
 
 console = Console()
 err = Console(stderr=True)
@@ -22,10 +20,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def valid_name(name: str) -> str:
     """A model name checked before any request (typer callback): exit 2 with the rule."""
-    try:
-        return check_name(name)
-    except InvalidRequest as exc:
-        raise typer.BadParameter(str(exc).removeprefix("name: ")) from None
+    problem = name_problem(name)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return name
 
 
 ModelName = Annotated[str, typer.Argument(help="Model name", callback=valid_name)]
