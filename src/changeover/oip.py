@@ -17,6 +17,9 @@ Decoded = dict[str, tuple[np.ndarray, str]]
 # which JSON values a datatype accepts (NumPy kinds of the parsed data): no silent truncation
 # of 1.5 into an INT, no string or number turned into a BOOL
 JSON_KINDS = {"BOOL": "b", "IN": "iu", "UI": "iu", "FP": "iuf"}
+_ALLOWED_KINDS = {d: JSON_KINDS[d[0:2]] if d[0:2] in JSON_KINDS else JSON_KINDS.get(d, "")
+                  for d in NUMPY_BY_DATATYPE if d != "BYTES"}
+_DTYPES = {d: np.dtype(t) for d, t in NUMPY_BY_DATATYPE.items()}
 
 
 def json_array(name: str, data: Any, datatype: str, what: str) -> np.ndarray:
@@ -26,18 +29,18 @@ def json_array(name: str, data: Any, datatype: str, what: str) -> np.ndarray:
         if datatype == "BYTES":
             return np.asarray(data, dtype=object)
         raw = np.asarray(data)
-        allowed = JSON_KINDS[datatype[0:2]] if datatype[0:2] in JSON_KINDS else JSON_KINDS[datatype]
+        allowed = _ALLOWED_KINDS[datatype]
         if raw.size and raw.dtype.kind not in allowed:
             got = {"f": "numbers with fractions", "b": "booleans", "U": "strings", "O": "mixed values"}.get(
                 raw.dtype.kind, f"values of kind {raw.dtype.kind}")
             raise InvalidInput(name, f"{what} of datatype {datatype}", f"{what} that does not convert ({got})")
-        target = np.dtype(NUMPY_BY_DATATYPE[datatype])
+        target = _DTYPES[datatype]
         if target.kind in "iu" and raw.size:
             info = np.iinfo(target)
             if raw.min() < info.min or raw.max() > info.max:
                 raise InvalidInput(name, f"{what} of datatype {datatype}",
                                    f"{what} that does not convert (out of range [{info.min}, {info.max}])")
-        return raw.astype(target)
+        return raw.astype(target, copy=False)  # a fresh array of the JSON's values: no copy needed
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInput(name, f"{what} of datatype {datatype}", f"{what} that does not convert ({exc})") from None
 

@@ -24,7 +24,7 @@ def nonfinite(outputs: Mapping[str, np.ndarray]) -> str | None:
     """Where the first NaN or infinity of a float output is, in words; None when there is none."""
     for name, value in outputs.items():
         array = np.asarray(value)
-        if array.dtype.kind not in "fc" or array.size == 0:
+        if array.dtype.kind not in "fc" or array.size == 0 or np.isfinite(array).all():
             continue
         bad = ~np.isfinite(array)
         if bad.any():

@@ -195,12 +195,15 @@ def _override_route(policy: TrafficPolicy, read: FieldReader) -> tuple[int, str]
 def route(policy: TrafficPolicy, read: FieldReader, rng: random.Random | None = None) -> Route:
     """Choose the version that serves one request, and the shadows that see a copy."""
     rng = rng or random.Random()
-    shadows = tuple(s for s in policy.shadows if s.sample >= 1.0 or rng.random() < s.sample)
-    forced = _override_route(policy, read)
+    shadows = tuple(s for s in policy.shadows if s.sample >= 1.0 or rng.random() < s.sample) if policy.shadows else ()
+    forced = _override_route(policy, read) if policy.overrides else None
     if forced is not None:
         return Route(forced[0], shadows, forced[1])
-    if policy.champion is None and not policy.weights:
-        raise LookupError(f"model {policy.model!r} has no champion")
+    if not policy.weights:  # the champion's alone: no bucket to draw
+        if policy.champion is None:
+            raise LookupError(f"model {policy.model!r} has no champion")
+        key = read("key") if policy.interleave is not None else None
+        return Route(policy.champion, shadows, "champion", interleaved(policy, key, rng))
     key = read("key")
     bucket = bucket_of(policy.model, key) if key is not None else rng.randrange(BUCKETS)
     low = 0.0

@@ -25,6 +25,7 @@ a role its tensor cannot hold is refused when it is built. Both are optional, an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,13 +72,20 @@ def accepts_datatype(declared: str, sent: str) -> bool:
     return bool(np.can_cast(came, to, casting="safe"))
 
 
+_DATATYPE_BY_DTYPE: dict[np.dtype[Any], str] = {
+    np.dtype(np_type): name for name, np_type in NUMPY_BY_DATATYPE.items() if np_type is not np.object_}
+
+
 def datatype_of(array: np.ndarray) -> str:
     """The protocol datatype of a NumPy array (strings and objects are BYTES)."""
     kind = array.dtype
+    found = _DATATYPE_BY_DTYPE.get(kind)
+    if found is not None:
+        return found
     if kind.kind in "OUS":
         return "BYTES"
-    for name, np_type in NUMPY_BY_DATATYPE.items():
-        if np_type is not np.object_ and kind == np.dtype(np_type):
+    for dtype, name in _DATATYPE_BY_DTYPE.items():  # an equal dtype of another byte order
+        if kind == dtype:
             return name
     raise ValueError(f"no protocol datatype for NumPy dtype {kind}")
 
@@ -193,6 +201,13 @@ class Signature:
         """Output name → role, declared or inferred (`domain.roles.output_roles`)."""
         return _roles.output_roles(self.outputs)
 
+    @functools.cached_property
+    def roles(self) -> tuple[dict[str, str | None], dict[str, str]]:
+        """`output_roles` worked out once (a signature does not change): output name → role,
+        and role → the output that holds it. Read them, never change them."""
+        by_name = self.output_roles()
+        return by_name, {role: name for name, role in by_name.items() if role}
+
     def output_with_role(self, role: str) -> TensorSpec | None:
         """The output that holds ``role``, declared or inferred; None when none does."""
         name = _roles.tensor_with_role(self.outputs, role)
@@ -203,7 +218,14 @@ class Signature:
         return _roles.task_of(self.outputs, self.task)
 
     def input(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.inputs if t.name == name), None)
+        return self._inputs_by_name.get(name)
+
+    @functools.cached_property
+    def _inputs_by_name(self) -> dict[str, TensorSpec]:
+        by_name: dict[str, TensorSpec] = {}
+        for t in self.inputs:
+            by_name.setdefault(t.name, t)
+        return by_name
 
     def check_inputs(self, tensors: Mapping[str, tuple[np.ndarray, str]]) -> None:
         """Check decoded request tensors (name -> (array, datatype)) against the inputs."""

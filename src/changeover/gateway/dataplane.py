@@ -154,6 +154,18 @@ class _VersionMeters:
         self.errors = metrics.errors.labels(model, v)
 
 
+class _Serving:
+    """What serving one loaded version needs on every request, worked out on its first: its
+    meters, whether its NaN is allowed, its batcher, whether it may run on the event loop."""
+
+    __slots__ = ("lv", "meters", "nonfinite_ok", "batcher", "inline", "signature")
+
+    def __init__(self, lv: LoadedVersion, meters: _VersionMeters, nonfinite_ok: bool, batcher: Batcher | None) -> None:
+        self.lv, self.meters, self.nonfinite_ok, self.batcher = lv, meters, nonfinite_ok, batcher
+        self.inline = lv.warm_ms <= INLINE_MS and getattr(lv.runtime, "inline_ok", False)
+        self.signature = getattr(lv.runtime, "signature", None)
+
+
 class DataPlane:
     def __init__(self, store: Store, settings: Settings, pool: ModelPool, follower: PolicyFollower,
                  metrics: GatewayMetrics, windows: WindowAggregator, writer: StoreWriter, mirror: Mirror) -> None:
@@ -169,10 +181,9 @@ class DataPlane:
         self.ready = False  # set once the gateway has started (GET /v2/health/ready)
         self._rng = random.Random()
         self._meters: dict[tuple[str, int], _VersionMeters] = {}
-        self._nonfinite_ok: dict[tuple[str, int], bool] = {}
         self.errorlog = ErrorLog(log)
         self._pinned: dict[tuple[str, int], tuple[asyncio.Task[None], float]] = {}
-        self._batchers: dict[tuple[str, int], tuple[LoadedVersion, Batcher | None]] = {}  # built on first use
+        self._serving: dict[tuple[str, int], _Serving] = {}  # built on first use (and again for a reload)
         # request ids: a random prefix per process and a counter (unique without a uuid4 per request)
         self._id_prefix = os.urandom(8).hex()
         self._ids = itertools.count(1)
@@ -300,13 +311,6 @@ class DataPlane:
 
     # ---- predicting and recording ---------------------------------------------------
 
-    def _allows_nonfinite(self, lv: LoadedVersion) -> bool:
-        key = (lv.model, lv.version)
-        allowed = self._nonfinite_ok.get(key)
-        if allowed is None:
-            allowed = self._nonfinite_ok[key] = allows_nonfinite(self.follower.record(lv.model, lv.version).labels)
-        return allowed
-
     def _meter(self, model: str, version: int) -> _VersionMeters:
         meters = self._meters.get((model, version))
         if meters is None:
@@ -319,14 +323,15 @@ class DataPlane:
             limiter = self._limiters[(lv.model, lv.version)] = CapacityLimiter(self.settings.worker_threads_per_version)
         return limiter
 
-    def _batcher(self, lv: LoadedVersion) -> Batcher | None:
-        entry = self._batchers.get((lv.model, lv.version))
-        if entry is None or entry[0] is not lv:  # first use, or the version was loaded again
+    def _serving_of(self, lv: LoadedVersion) -> _Serving:
+        serving = self._serving.get((lv.model, lv.version))
+        if serving is None or serving.lv is not lv:  # first use, or the version was loaded again
             labels = self.follower.record(lv.model, lv.version).labels
             batcher = version_batcher(lv.model, lv.version, lv.runtime.predict, labels, limiter=self._limiter(lv),
                                       metrics=self.metrics)
-            entry = self._batchers[(lv.model, lv.version)] = (lv, batcher)
-        return entry[1]
+            serving = self._serving[(lv.model, lv.version)] = _Serving(
+                lv, self._meter(lv.model, lv.version), allows_nonfinite(labels), batcher)
+        return serving
 
     @staticmethod
     def _reader(policy: TrafficPolicy, headers: Mapping[str, str],
@@ -339,7 +344,12 @@ class DataPlane:
 
     def _segment(self, headers: Mapping[str, str], decoded: oip.Decoded) -> str | None:
         source = self.settings.segment
-        value = read_field(source, headers, decoded) if source else None
+        if not source:
+            return None
+        if source.startswith("header:"):  # the default: one look in the headers
+            value = headers.get(source[7:].lower())
+        else:
+            value = read_field(source, headers, decoded)
         return value[:MAX_SEGMENT_CHARS] if value else None
 
     def _refused(self, call: InferCall, decoded: oip.Decoded, model: str, version: int, request_id: str,
@@ -367,18 +377,18 @@ class DataPlane:
         other: asyncio.Task[Mapping[str, np.ndarray]] | None = None
         if interleave is not None and rows == 1 and interleave.champion == version:
             other = asyncio.ensure_future(self._candidate_answer(model, interleave.candidate, decoded))
+        serving = self._serving_of(lv)
         self.pool.acquire(lv)
         try:
-            batcher = self._batcher(lv)
-            if batcher is not None:  # its labels ask for batching (gateway/batching.py)
-                outputs = await batcher.submit(inputs)
-            elif lv.warm_ms <= INLINE_MS and rows <= INLINE_ROWS and getattr(lv.runtime, "inline_ok", False):
+            if serving.batcher is not None:  # its labels ask for batching (gateway/batching.py)
+                outputs = await serving.batcher.submit(inputs)
+            elif serving.inline and rows <= INLINE_ROWS:
                 # a fast library model (not user code that might block) on a small batch: a thread hop
                 # would cost more than the prediction
                 outputs = lv.runtime.predict(inputs)
             else:
                 outputs = await anyio.to_thread.run_sync(lv.runtime.predict, inputs, limiter=self._limiter(lv))
-            said = None if self._allows_nonfinite(lv) else nonfinite(outputs)
+            said = None if serving.nonfinite_ok else nonfinite(outputs)
             if said is not None:  # JSON has no NaN: never a silent null, the version's error instead
                 raise NonFiniteAnswer(said)
         except Exception as exc:
@@ -391,7 +401,7 @@ class DataPlane:
                                     model, str(version))
             code = status_of(exc) if backend else 500
             latency_ms = (time.perf_counter() - started) * 1000
-            self._meter(model, version).errors.inc()
+            serving.meters.errors.inc()
             self.metrics.requests.labels(model, str(version), str(code)).inc()
             self.windows.observe(model, version, latency_ms, True, None)
             self._log_request(call, decoded, request_id, model, version, code, latency_ms, None, None)
@@ -407,10 +417,10 @@ class DataPlane:
             outputs, interleaving = await self._interleaved(lv, interleave, other, outputs, request_id)
         answered = {k: v for k, v in outputs.items() if k in wanted} if wanted else outputs
         latency_ms = (time.perf_counter() - started) * 1000
-        meters = self._meter(model, version)
+        meters = serving.meters
         meters.ok.inc()
         meters.latency.observe(latency_ms / 1000)
-        summary, number = summarize(outputs, getattr(lv.runtime, "signature", None))
+        summary, number = summarize(outputs, serving.signature)
         if interleaving is not None:
             summary["interleaving"] = interleaving
         self.windows.observe(model, version, latency_ms, False, number)

@@ -39,11 +39,15 @@ class PolicyFollower:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refreshing: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._pg_listener: Any = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.store.notifier.subscribe(self.on_generation)
+        notifier = self.store.notifier
+        notifier.subscribe(self.on_generation, watch=False)
+        if notifier.signal_file is not None:  # other processes on this SQLite file: watched on this loop
+            self._watch_task = asyncio.create_task(self._watch_signal())
         if self.store.is_postgres:
             from changeover.store.listen import PgListener
 
@@ -59,9 +63,10 @@ class PolicyFollower:
     async def stop(self) -> None:
         if self._pg_listener is not None:
             self._pg_listener.stop()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     def on_generation(self, model: str, generation: int) -> None:
         """Called from any thread when a policy generation commits; model "" when another
@@ -81,6 +86,18 @@ class PolicyFollower:
             current = self.policies.get(model)
             if current is None or current.generation < generation:
                 await self.refresh(model)
+
+    async def _watch_signal(self) -> None:
+        """Another process's publish (``serve --workers``, servers sharing a home): the signal
+        file's time moves; every model's generation is then read."""
+        notifier = self.store.notifier
+        seen = notifier.signal_mtime()
+        while True:
+            await asyncio.sleep(notifier.WATCH_S)
+            now = notifier.signal_mtime()
+            if now != seen:
+                seen = now
+                asyncio.ensure_future(self.refresh_changed())
 
     async def _poll(self) -> None:
         while True:

@@ -11,6 +11,7 @@ and check them (`oip`), so the errors are the protocol's, not FastAPI's."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -18,7 +19,8 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
-from starlette.responses import PlainTextResponse
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
 from changeover.gateway.rest import RestEndpoints
 
@@ -224,13 +226,36 @@ def _operation(path: str, doc: Doc) -> dict[str, Any]:
     return extra
 
 
+def _request_endpoint(endpoint: Any) -> Any:
+    """A route's endpoint as FastAPI takes it: a function of the request. The inference routes
+    are raw ASGI apps (`gateway.rest`), wrapped here so FastAPI neither describes their ASGI
+    arguments as parameters nor fails should it ever route a request to them."""
+    if inspect.isfunction(endpoint) or inspect.ismethod(endpoint):
+        return endpoint
+
+    async def via_asgi(request: Request) -> Response:
+        messages: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        await endpoint(request.scope, request.receive, send)
+        start = messages[0]
+        body = b"".join(m.get("body", b"") for m in messages[1:])
+        response = Response(body, status_code=start["status"])
+        response.raw_headers = list(start.get("headers", []))
+        return response
+
+    return via_asgi
+
+
 def describe_inference(app: FastAPI, rest: RestEndpoints) -> None:
     """Add every data-plane route of ``rest`` to ``app``'s routes and OpenAPI document."""
     for route in rest.routes():
         for method in sorted((route.methods or set()) - {"HEAD"}):
             doc = DOCS[(route.path, method)]  # a KeyError here: a new data-plane route lacks its description
             text: dict[str, Any] = {"response_class": PlainTextResponse} if route.path == "/metrics" else {}
-            app.add_api_route(route.path, route.endpoint, methods=[method], summary=doc.summary,
+            app.add_api_route(route.path, _request_endpoint(route.endpoint), methods=[method], summary=doc.summary,
                               tags=list(INFERENCE_TAGS), response_model=None, responses=doc.responses,
                               openapi_extra=_operation(route.path, doc), **text,
                               operation_id=f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', route.path.lower()).strip('_') or 'root'}")

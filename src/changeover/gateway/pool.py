@@ -66,6 +66,7 @@ class ModelPool:
             except Exception as exc:
                 raise LoadFailed(model, version, f"{type(exc).__name__}: {exc}") from exc
             lv = LoadedVersion(model, version, runtime, warm_ms=warm_ms)
+            log.info("loaded %s v%s: a one-row prediction takes %.3f ms", model, version, warm_ms)
             self._loaded[key] = lv
             return lv
 

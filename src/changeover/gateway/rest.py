@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
 
@@ -22,10 +22,12 @@ from changeover.web.auth import AuthError
 from changeover.web.http import (
     BINARY_HEADER,
     BodyTooLarge,
+    check_infer_headers,
     error_response,
     json_response,
-    read_infer_body,
+    parse_infer_body,
     read_json,
+    receive_body,
 )
 
 __all__ = ["RestEndpoints", "is_data_plane_path", "is_v1_liveness", "server_metadata"]
@@ -81,24 +83,72 @@ def _version(request: Request) -> str | None:
     return version
 
 
+def infer_target(path: str) -> tuple[str, str | None, bool] | None:
+    """(model, pinned version, v1) of an inference path, matched by hand (the route table's
+    regular expressions, tried one by one, cost more than the rest of routing); None for
+    any other path, which the router then answers."""
+    if path.startswith("/v2/models/"):
+        parts = path.split("/")
+        if len(parts) == 5 and parts[4] == "infer" and parts[3]:
+            return parts[3], None, False
+        if len(parts) == 7 and parts[4] == "versions" and parts[6] == "infer" and parts[3] and parts[5]:
+            return parts[3], parts[5], False
+        return None
+    if path.startswith("/v1/models/") and path.endswith(":predict"):
+        model = path[11:-8]
+        if model and "/" not in model:
+            return model, None, True
+    return None
+
+
+def _header_value(value: str) -> bytes:
+    """A header value as bytes: latin-1 (as it came), else (a body's id in any script) UTF-8
+    percent-quoted, so no id can break the answer."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        from urllib.parse import quote
+
+        return quote(value, safe="").encode()
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+class _InferRoute:
+    """An inference route as a raw ASGI app (for the route table: the OpenAPI document and
+    paths reached through the router)."""
+
+    def __init__(self, rest: RestEndpoints, v1: bool) -> None:
+        self.rest, self.v1 = rest, v1
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        params = scope["path_params"]
+        await self.rest.infer(scope, receive, send, params["model"], params.get("version"), self.v1)
+
+
 class RestEndpoints:
     def __init__(self, plane: DataPlane, max_body_bytes: int, metrics_registry: Any) -> None:
         self.plane = plane
         self.max_body_bytes = max_body_bytes
         self.registry = metrics_registry
         self._server_metadata = orjson.dumps(server_metadata())
+        self._router: Router | None = None
 
-    async def _infer(self, request: Request, pinned: str | None, v1: bool) -> Response:
+    async def infer(self, scope: dict[str, Any], receive: Any, send: Any, model: str, pinned: str | None,
+                    v1: bool) -> None:
+        """One inference request, straight on ASGI: no Request or Response object on the way
+        of an answer (errors are answered by Starlette's responses, which cost no matter)."""
         started = time.perf_counter()
-        model = request.path_params["model"]
         # one dict of the headers (names arrive lower-cased): the core reads several of them
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         plane = self.plane
         meta: dict[str, Any] = {}
         try:
             try:
                 plane.check_token(headers)
-                body, binary = await read_infer_body(request, self.max_body_bytes, headers)
+                check_infer_headers(headers, self.max_body_bytes)
+                body, binary = parse_infer_body(await receive_body(receive, self.max_body_bytes), headers)
                 if v1:
                     call = InferCall(model, headers, instances=body, pinned=pinned, v1=True, started=started)
                 else:
@@ -108,38 +158,36 @@ class RestEndpoints:
                 raise plane.rejected(model, exc, headers.get("x-request-id") or plane.new_request_id()) from None
             answer = await plane.infer(call)
         except InferFailed as failed:
-            return _failure(failed)
-        return self._answer(answer, meta, v1)
+            await _failure(failed)(scope, receive, send)
+            return
+        except ClientDisconnect:  # nobody to answer
+            return
+        content_type, payload = self._answer(answer, meta, v1)
+        head = [content_type, (b"content-length", str(len(payload[0]) + len(payload[1])).encode()),
+                (b"x-request-id", _header_value(answer.request_id)),
+                (b"x-changeover-version", str(answer.version).encode())]
+        if payload[1]:
+            head.append((BINARY_HEADER.encode(), str(len(payload[0])).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": payload[0] + payload[1] if payload[1] else payload[0]})
 
     @staticmethod
-    def _answer(answer: InferAnswer, meta: dict[str, Any], v1: bool) -> Response:
-        headers = {"x-request-id": answer.request_id, "x-changeover-version": str(answer.version)}
+    def _answer(answer: InferAnswer, meta: dict[str, Any],
+                v1: bool) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+        """(content-type header, (JSON part, binary part)) of an answer."""
         if v1:
-            return json_response(oip.encode_v1_predictions(answer.outputs), 200, headers)
+            return _JSON_TYPE, (orjson.dumps(oip.encode_v1_predictions(answer.outputs),
+                                             option=orjson.OPT_SERIALIZE_NUMPY), b"")
         binary = oip.binary_outputs(meta) if meta else False
         if binary:
             header, raw = oip.encode_infer_response_binary(answer.model, answer.version, answer.request_id,
                                                            answer.outputs, binary)
             head = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
-            headers[BINARY_HEADER] = str(len(head))
-            return Response(head + raw, 200, headers=headers, media_type="application/octet-stream")
+            return (b"content-type", b"application/octet-stream"), (head, raw)
         body = oip.encode_infer_response(answer.model, answer.version, answer.request_id, answer.outputs)
-        return json_response(body, 200, headers)
+        return _JSON_TYPE, (orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), b"")
 
     # ---- endpoints ------------------------------------------------------------------
-
-    async def infer(self, request: Request) -> Response:
-        return await self._infer(request, None, v1=False)
-
-    async def infer_pinned(self, request: Request) -> Response:
-        model, version = request.path_params["model"], request.path_params["version"]
-        if not version.isascii():  # see _version
-            request_id = request.headers.get("x-request-id") or self.plane.new_request_id()
-            return _failure(self.plane.rejected(model, ModelNotFound(model, version), request_id))
-        return await self._infer(request, version, v1=False)
-
-    async def predict_v1(self, request: Request) -> Response:
-        return await self._infer(request, None, v1=True)
 
     async def live(self, request: Request) -> Response:
         return json_response({"live": True})
@@ -201,9 +249,9 @@ class RestEndpoints:
             Route("/v2/models/{model}/ready", self.model_ready, methods=["GET"]),
             Route("/v2/models/{model}/versions/{version}", self.metadata, methods=["GET"]),
             Route("/v2/models/{model}/versions/{version}/ready", self.model_ready, methods=["GET"]),
-            Route("/v2/models/{model}/infer", self.infer, methods=["POST"]),
-            Route("/v2/models/{model}/versions/{version}/infer", self.infer_pinned, methods=["POST"]),
-            Route("/v1/models/{model}:predict", self.predict_v1, methods=["POST"]),
+            Route("/v2/models/{model}/infer", _InferRoute(self, v1=False), methods=["POST"]),
+            Route("/v2/models/{model}/versions/{version}/infer", _InferRoute(self, v1=False), methods=["POST"]),
+            Route("/v1/models/{model}:predict", _InferRoute(self, v1=True), methods=["POST"]),
             Route("/v1/models/{model}", self.model_ready, methods=["GET"]),
             Route("/v1/feedback", self.feedback, methods=["POST"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
@@ -211,5 +259,23 @@ class RestEndpoints:
         ]
 
     def router(self) -> Router:
-        """The data plane's own ASGI app: these routes and nothing else (no middleware)."""
-        return Router(self.routes())
+        """These routes and nothing else (no middleware)."""
+        if self._router is None:
+            self._router = Router(self.routes())
+        return self._router
+
+    def app(self) -> Any:
+        """The data plane's own ASGI app: inference dispatched by hand (`infer_target`), every
+        other path through `router`."""
+        router = self.router()
+        infer = self.infer
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["method"] == "POST":
+                target = infer_target(scope["path"])
+                if target is not None:
+                    await infer(scope, receive, send, *target)
+                    return
+            await router(scope, receive, send)
+
+        return app

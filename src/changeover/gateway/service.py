@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import anyio.to_thread
-from starlette.routing import Route, Router
+from starlette.routing import Route
 
 from changeover.domain.policy import TrafficPolicy
 from changeover.gateway.dataplane import DataPlane
@@ -118,5 +118,6 @@ class Gateway:
     def routes(self) -> list[Route]:
         return self.rest.routes()
 
-    def router(self) -> Router:
-        return self.rest.router()
+    def router(self) -> Any:
+        """The data plane's ASGI app."""
+        return self.rest.app()

@@ -4,7 +4,6 @@ shared by the data plane and the mirror."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,15 +18,10 @@ __all__ = ["MAX_LOGGED_IDS", "answer_roles", "summarize"]
 MAX_LOGGED_IDS = 100  # a ranking in the request log: its first ids, enough to join feedback to
 
 
-@functools.lru_cache(maxsize=512)
-def _roles(signature: Signature) -> dict[str, str | None]:
-    return signature.output_roles()
-
-
 def answer_roles(outputs: Mapping[str, np.ndarray], signature: Signature | None) -> dict[str, str | None]:
     """Output name → role: the signature's, else inferred from the arrays' names and types."""
     if signature is not None and signature.outputs:
-        return _roles(signature)
+        return signature.roles[0]
     specs = []
     for name, array in outputs.items():
         a = np.asarray(array)
@@ -43,7 +37,7 @@ def _first_row(array: np.ndarray) -> Any:
     value = first.tolist() if isinstance(first, np.ndarray) else (first.item() if hasattr(first, "item") else first)
     if isinstance(value, bytes):
         value = value.decode(errors="replace")
-    elif isinstance(value, list):
+    elif isinstance(value, list) and array.dtype.kind in "OS":  # only these hold bytes
         value = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in value]
     return value
 
@@ -57,14 +51,19 @@ def summarize(outputs: Mapping[str, np.ndarray], signature: Signature | None = N
     under the output's own name. The number is the positive-class probability (probabilities
     of two classes), the top item's score (a ranking with scores; none for a ranking without),
     the prediction, or else the first number of the first output."""
-    roles = answer_roles(outputs, signature)
+    if signature is not None and signature.outputs:  # the common case: worked out once per signature
+        roles, by_role = signature.roles
+        if not all(name in outputs for name in by_role.values()):
+            by_role = {role: name for role, name in by_role.items() if name in outputs}
+    else:
+        roles = answer_roles(outputs, signature)
+        by_role = {role: name for name, role in roles.items() if role and name in outputs}
     row: dict[str, Any] = {}
     for name, array in outputs.items():
-        value = _first_row(np.asarray(array))
-        if roles.get(name) in ("ranking", "scores") and isinstance(value, list):
+        value = _first_row(array if isinstance(array, np.ndarray) else np.asarray(array))
+        if isinstance(value, list) and roles.get(name) in ("ranking", "scores"):
             value = value[:MAX_LOGGED_IDS]
         row[name] = value
-    by_role = {role: name for name, role in roles.items() if role and name in outputs}
     if "ranking" in by_role:
         ids = row[by_role["ranking"]]
         row["ranking"] = ids if isinstance(ids, list) else [ids]

@@ -46,10 +46,16 @@ class WindowAggregator:
             w.errors += 1
         else:
             w._seen_lat += 1
-            _reservoir(w.latencies, w._seen_lat, round(latency_ms, 3), self._rng)
+            if len(w.latencies) < SAMPLE:  # the reservoir's common case, inline
+                w.latencies.append(round(latency_ms, 3))
+            else:
+                _reservoir(w.latencies, w._seen_lat, round(latency_ms, 3), self._rng)
         if prediction is not None:
             w._seen_pred += 1
-            _reservoir(w.predictions, w._seen_pred, float(prediction), self._rng)
+            if len(w.predictions) < SAMPLE:
+                w.predictions.append(prediction)
+            else:
+                _reservoir(w.predictions, w._seen_pred, float(prediction), self._rng)
 
     def drain(self) -> list[dict[str, Any]]:
         """Close every open window and return its row."""

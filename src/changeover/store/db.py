@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,14 @@ class Notifier:
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener, *, watch: bool = True) -> None:
+        """Call ``listener`` on each publish. With ``watch`` (and a signal file) a thread also
+        watches the file for other processes' publishes; a subscriber with an event loop of its
+        own watches it there instead (`signal_mtime`), which costs its loop a stat per look and
+        no thread that takes the GIL from it 50 times a second."""
         with self._lock:
             self._listeners.append(listener)
-            if self.signal_file is not None and self._watcher is None:
+            if watch and self.signal_file is not None and self._watcher is None:
                 self._watcher = threading.Thread(target=self._watch, name="changeover-generation-watch", daemon=True)
                 self._watcher.start()
 
@@ -118,17 +123,23 @@ class Notifier:
             with contextlib.suppress(Exception):  # a listener's failure must not undo a committed write
                 listener(model, generation)
 
-    def _mtime(self) -> int:
-        assert self.signal_file is not None
+    def signal_mtime(self) -> int | None:
+        """The signal file's modification time (0 when it is missing); None without one."""
+        return None if self.signal_file is None else self._mtime(str(self.signal_file))
+
+    def _mtime(self, path: str) -> int:
         try:
-            return self.signal_file.stat().st_mtime_ns
+            return os.stat(path).st_mtime_ns
         except OSError:
             return 0
 
     def _watch(self) -> None:
-        seen = self._mtime()
-        while not self._stop.wait(self.WATCH_S):
-            now = self._mtime()
+        assert self.signal_file is not None
+        path = str(self.signal_file)
+        seen = self._mtime(path)
+        while not self._stop.is_set():
+            time.sleep(self.WATCH_S)  # a sleep takes the GIL back once; an Event's wait, several times
+            now = self._mtime(path)
             if now != seen:
                 seen = now
                 self._tell("", 0)

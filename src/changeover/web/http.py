@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from changeover.errors import (
@@ -56,26 +56,19 @@ def check_content_type(headers: Mapping[str, str]) -> None:
             "application/octet-stream with the binary tensor extension)", "content-type")
 
 
-async def read_infer_body(request: Request, limit: int,
-                          headers: Mapping[str, str] | None = None) -> tuple[Any, bytes | None]:
-    """The JSON part of a body and, with the binary tensor data extension (Triton/KServe:
-    ``Inference-Header-Content-Length``), the raw bytes that follow it. ``headers``: the
-    request's headers already read into a dict (lower-case names), else read here."""
-    if headers is None:
-        headers = request.headers
+def check_infer_headers(headers: Mapping[str, str], limit: int) -> None:
+    """Before a body is read: UnsupportedMediaType for a type browsers send cross-origin
+    unasked, BodyTooLarge when its declared length is past ``limit``."""
     check_content_type(headers)
     declared = headers.get("content-length")
     # isascii too: "³".isdigit() is true, and int("³") raises (headers are latin-1, b"\xb3" is "³")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+
+
+def parse_infer_body(raw: bytes, headers: Mapping[str, str]) -> tuple[Any, bytes | None]:
+    """The JSON part of a body and, with the binary tensor data extension (Triton/KServe:
+    ``Inference-Header-Content-Length``), the raw bytes that follow it."""
     if not raw:
         raise MalformedRequest("the body is empty; expected JSON")
     binary: bytes | None = None
@@ -88,6 +81,48 @@ async def read_infer_body(request: Request, limit: int,
         return orjson.loads(raw), binary
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"the body is not valid JSON ({exc})") from None
+
+
+async def receive_body(receive: Any, limit: int) -> bytes:
+    """A raw ASGI request's whole body; BodyTooLarge past ``limit``, ClientDisconnect when the
+    client went away first."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False) and len(body) <= limit:
+        return body  # the common case: one message
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        if size > limit:
+            raise BodyTooLarge(limit)
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+    if size > limit:
+        raise BodyTooLarge(limit)
+    return b"".join(chunks)
+
+
+async def read_infer_body(request: Request, limit: int,
+                          headers: Mapping[str, str] | None = None) -> tuple[Any, bytes | None]:
+    """`parse_infer_body` of a Starlette request's body, read up to ``limit`` bytes.
+    ``headers``: the request's headers already read into a dict (lower-case names)."""
+    if headers is None:
+        headers = request.headers
+    check_infer_headers(headers, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return parse_infer_body(b"".join(chunks), headers)
 
 
 def status_of(exc: Exception) -> int:
