@@ -99,7 +99,7 @@ def test_ranking_requirements_and_their_old_names() -> None:
     assert [(c["name"], c["passed"]) for c in result["checks"]] == [
         ("overlap_at_10", False), ("rbo", True), ("kendall_tau", True), ("overlap_at_k", True),
         ("worst_segment_rank_correlation", False)]  # no segments: nothing measured it
-    assert result["checks"][0]["reason"] == "0.4 is below 0.5"
+    assert result["checks"][0]["reason"] == "overlap_at_10 0.4 is below 0.5"  # says what the number is
     assert result["verdict"] == "fail"
 
 

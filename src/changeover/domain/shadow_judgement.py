@@ -109,7 +109,8 @@ def _check(name: str, kind: str, threshold: float, figures: Mapping[str, Any], p
         return out | {"passed": False, "reason": why}
     passed = figure >= threshold if kind == "min" else figure <= threshold
     side = ("at least" if passed else "below") if kind == "min" else ("at most" if passed else "above")
-    return out | {"figure": figure, "passed": passed, "reason": f"{where}{figure:.4g} is {side} {threshold:g}"}
+    what = base if name.startswith(SEGMENT_PREFIX) else name  # say what the number is, not a bare figure
+    return out | {"figure": figure, "passed": passed, "reason": f"{where}{what} {figure:.4g} is {side} {threshold:g}"}
 
 
 def judge_shadow(figures: Mapping[str, Any], require: Mapping[str, Any]) -> dict[str, Any]:

@@ -528,9 +528,8 @@ def _problem(item: Any) -> tuple[str, str]:
     loc = tuple(item["loc"]) + tuple((item.get("ctx") or {}).get("at", ()))
     kind, message = item["type"], item["msg"]
     if kind == "extra_forbidden":
-        name = str(loc[-1])
-        close = difflib.get_close_matches(name, _fields_at(loc[:-1]), n=1)
-        message = "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+        hint = _did_you_mean(loc)
+        message = "unknown field" + (f" (did you mean {hint!r}?)" if hint else "")
     elif kind == "missing":
         message = "required"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -554,6 +553,47 @@ def _path(loc: tuple[Any, ...]) -> str:
         else:
             path += f".{part}" if path else str(part)
     return path
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str | None:
+    """The field a person most likely meant by the unknown field at ``loc``: a close name at
+    the same level (its bare name), else the same name — or a close one — elsewhere in the spec
+    (its whole path, e.g. ``canary.judge.min_requests`` for ``canary.min_requests``), nearest
+    to where it was written first."""
+    name, parent = str(loc[-1]), loc[:-1]
+    close = difflib.get_close_matches(name, _fields_at(parent), n=1)
+    if close:
+        return close[0]
+    where = _path(parent)
+    elsewhere = [path for path in _all_paths(RolloutSpec) if path != where]
+
+    def nearness(path: str) -> tuple[int, int]:  # more leading parts shared with where it was written, then shorter
+        shared = 0
+        for a, b in zip(path.split(".")[:-1], where.split("."), strict=False):
+            if a != b:
+                break
+            shared += 1
+        return -shared, path.count(".")
+
+    same = sorted((p for p in elsewhere if p.rsplit(".", 1)[-1] == name), key=nearness)
+    if same:
+        return same[0]
+    leaves = {p.rsplit(".", 1)[-1]: p for p in sorted(elsewhere, key=nearness, reverse=True)}
+    close = difflib.get_close_matches(name, list(leaves), n=1, cutoff=0.8)
+    return leaves[close[0]] if close else None
+
+
+def _all_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every field path of ``model`` through nested models (not into lists or mappings, whose
+    keys or indexes are the user's)."""
+    out: list[str] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        out.append(path)
+        inner = _unwrap(field.annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            out += _all_paths(inner, path)
+    return out
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:

@@ -180,11 +180,15 @@ def _png(fig: Figure) -> str:
 
 
 def _margins(r: GateResult) -> dict[str, float]:
-    return {
-        rule.metric: rule.threshold
-        for rule in r.rules
-        if rule.kind == "not_worse_than" and rule.threshold is not None
-    }
+    """Per metric, the margin's line on the axis of candidate − champion: past the bad side of
+    zero for not_worse_than, past the good side for better_than (better by more than it)."""
+    out: dict[str, float] = {}
+    for rule in r.rules:
+        if rule.kind in ("not_worse_than", "better_than") and rule.threshold is not None:
+            comp = r.metrics.get(rule.metric)
+            bad_side = -1.0 if comp is None or comp.higher_is_better else 1.0
+            out[rule.metric] = rule.threshold * (bad_side if rule.kind == "not_worse_than" else -bad_side)
+    return out
 
 
 def _has_interval(m: MetricComparison) -> bool:
@@ -209,8 +213,7 @@ def _forest(r: GateResult) -> tuple[str, str] | None:
         ax.plot([m.diff], [0], "o", color=colour)
         ax.axvline(0, color="black", linewidth=0.8)
         if m.name in margins:
-            limit = -margins[m.name] if m.higher_is_better else margins[m.name]
-            ax.axvline(limit, color=_BAD, linestyle="--", linewidth=0.8)
+            ax.axvline(margins[m.name], color=_BAD, linestyle="--", linewidth=0.8)
         ax.set_yticks([])
         arrow = "↑" if m.higher_is_better else "↓"
         ax.set_ylabel(f"{m.name} {arrow}", rotation=0, ha="right", va="center", fontsize=8)

@@ -6,7 +6,9 @@ A rule maps a metric name to one or more checks:
 - `{not_worse_than: champion, margin: m}`: the bound of the confidence interval of
   candidate - champion in the bad direction may not go past m in that direction
   (higher is better: ci_low >= -m; lower is better: ci_high <= m). margin defaults to 0.
-- `{better_than: champion}`: the whole interval lies on the good side of zero.
+- `{better_than: champion, margin: m}`: the whole interval lies on the good side of m: the
+  candidate is better by at least m (higher is better: ci_low > m; lower is better: ci_high < -m).
+  margin defaults to 0 (better at all).
 - `per_segment: true` (with any of the above): every check of the rule also binds each
   segment of the gate's segment column, one result per segment: "no segment worse than the
   champion by more than the margin". A segment where the metric is undefined for both versions
@@ -207,8 +209,8 @@ def _rule_problems(rule: Any) -> list[str]:
         if key in rule and rule[key] != "champion":
             problems.append(f"{key} compares with 'champion', not {rule[key]!r}")
     if "margin" in rule:
-        if "not_worse_than" not in rule:
-            problems.append("margin only goes with not_worse_than")
+        if "not_worse_than" not in rule and "better_than" not in rule:
+            problems.append("margin only goes with not_worse_than or better_than")
         elif not _is_number(rule["margin"]) or rule["margin"] < 0:
             problems.append(f"margin must be a number >= 0, not {rule['margin']!r}")
     if "per_segment" in rule and not isinstance(rule["per_segment"], bool):
@@ -261,8 +263,7 @@ def _checks(metric: str, rule: Mapping[str, Any], comp: MetricComparison | None,
         elif kind in ("min", "max"):
             out.append(_absolute(comp, kind, float(rule[kind])))
         else:
-            margin = float(rule.get("margin", 0.0)) if kind == "not_worse_than" else 0.0
-            out.append(_relative(comp, kind, margin, has_champion, level))
+            out.append(_relative(comp, kind, float(rule.get("margin", 0.0)), has_champion, level))
     return out
 
 
@@ -292,7 +293,7 @@ def _rule_text(metric: str, kind: str, rule: Mapping[str, Any]) -> str:
     if kind == "max":
         return f"{metric} <= {rule['max']}"
     if kind == "better_than":
-        return f"{metric} better than champion"
+        return f"{metric} better than champion" + (f" by more than {rule['margin']}" if rule.get("margin") else "")
     return f"{metric} not worse than champion by more than {rule.get('margin', 0)}"
 
 
@@ -345,7 +346,8 @@ def _relative(
     comp: MetricComparison, kind: str, margin: float, has_champion: bool, level: str
 ) -> RuleResult:
     if kind == "better_than":
-        text, threshold = f"{comp.name} better than champion", None
+        text = f"{comp.name} better than champion" + (f" by more than {margin:g}" if margin else "")
+        threshold = margin if margin else None
     else:
         text, threshold = f"{comp.name} not worse than champion by more than {margin:g}", margin
     if not has_champion:
@@ -370,13 +372,16 @@ def _relative(
     interval = (lo, hi)
     shown = f"{level} interval of candidate - champion is [{_fmt(lo)}, {_fmt(hi)}]"
     up = comp.higher_is_better
-    if kind == "better_than":
-        passed = lo > 0 if up else hi < 0
+    if kind == "better_than":  # better by more than the margin: the whole interval past it
+        limit = margin if up else -margin
+        passed = lo > limit if up else hi < limit
         side = "above" if up else "below"
+        what = "zero" if not margin else f"{_fmt(limit)} (the margin)"
         reason = (
-            f"the {shown}, wholly {side} zero."
+            f"the {shown}, wholly {side} {what}."
             if passed
-            else f"the {shown}, which does not clear zero: no evidence of improvement."
+            else f"the {shown}, which does not clear {what}: no evidence of an improvement"
+            + (f" by more than {margin:g}." if margin else ".")
         )
     else:
         worst = lo if up else hi
