@@ -23,7 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     broken = python_model(root / "broken", "raise RuntimeError('cannot predict')")
     with running_server(root / "home") as srv:
         for path in (v1, v2, broken):
-            srv.cli("models", "push", str(path), "--name", "m", check=True)
+            srv.cli("models", "push", str(path), "--name", "m", "--trust", check=True)
         srv.cli("alias", "set", "m", "champion", "1", check=True)
         yield srv
 
@@ -108,3 +108,20 @@ def test_the_old_version_drains_before_it_is_unloaded(server) -> None:
         status = api.get("/api/status").json()
         loaded = sorted(x["version"] for x in status["gateway"]["loaded"] if x["model"] == "m")
         assert loaded == [1, 2]
+
+
+def weight_series(srv) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{srv.url}/metrics").text
+    return {s.labels["version"]: s.value for family in text_string_to_metric_families(text)
+            if family.name == "changeover_traffic_weight" for s in family.samples if s.labels.get("model") == "m"}
+
+
+def test_traffic_weight_series_are_those_of_the_versions_that_serve(server) -> None:
+    """/metrics kept the series of versions that no longer served (v1=40, v2=50, v3=100 … for one
+    model): the weights of the versions serving now, adding up to 100, and nothing else."""
+    for version in ("2", "1"):
+        server.cli("alias", "set", "m", "champion", version, check=True)
+        wait_for_version(server, version)
+        assert weight_series(server) == {version: 100.0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,7 @@ class PolicyFollower:
         self._refreshing: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._weighted: dict[str, set[str]] = {}  # model → versions with a traffic-weight series
         self._pg_listener: Any = None
 
     async def start(self) -> None:
@@ -148,13 +150,26 @@ class PolicyFollower:
             self.policies[model] = policy
             self.pool.retain(model, policy.loaded_versions)
             self.metrics.generation.labels(model).set(policy.generation)
-            for version in policy.serving_versions:
-                weight = policy.weights.get(version)
-                if weight is None and version == policy.champion:
-                    weight = 100.0 - sum(policy.weights.values())
-                self.metrics.weight.labels(model, str(version)).set(weight or 0.0)
+            self._set_weights(model, policy)
             if self.on_adopt is not None:
                 self.on_adopt(policy)
+
+    def _set_weights(self, model: str, policy: TrafficPolicy) -> None:
+        """``changeover_traffic_weight``: a series per version that serves, adding up to 100; the
+        series of a version that served before and no longer does is removed (with ``serve
+        --workers``, whose series live in shared files, set to 0: it takes no traffic)."""
+        serving = {str(v) for v in policy.serving_versions}
+        for version in policy.serving_versions:
+            weight = policy.weights.get(version)
+            if weight is None and version == policy.champion:
+                weight = 100.0 - sum(policy.weights.values())
+            self.metrics.weight.labels(model, str(version)).set(weight or 0.0)
+        for version in self._weighted.get(model, set()) - serving:
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                self.metrics.weight.labels(model, version).set(0.0)
+            else:
+                self.metrics.weight.remove(model, version)
+        self._weighted[model] = serving
 
     async def _load_failed(self, model: str, policy: TrafficPolicy, current: TrafficPolicy | None, reason: str,
                            left_out: int | None = None) -> None:

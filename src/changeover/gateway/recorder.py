@@ -27,7 +27,7 @@ from changeover.store.store import Store
 
 log = logging.getLogger(__name__)
 
-INTERVAL_S = 0.05  # how often the writer looks for rows to write (bigger batches cost less per row)
+INTERVAL_S = 0.1  # how often the writer looks for rows to write (bigger batches cost less per row)
 BATCH = 5000  # rows per transaction at most
 BACKOFF_S = 0.2  # the first wait after a failed batch; doubled per failure…
 MAX_BACKOFF_S = 5.0  # …up to this
@@ -125,6 +125,12 @@ class StoreWriter:
                     backoff = BACKOFF_S
                     self._busy = bool(self._rows)
                     self._recovered()
+                    if len(self._rows) < BATCH and not self._stop.is_set():
+                        # let the next batch gather (unless catching up, or asked to flush): writing the
+                        # few rows that came during a write, again and again, costs a GIL hand-off and
+                        # a transaction per handful of requests
+                        self._wake.wait(INTERVAL_S)
+                        self._wake.clear()
                     continue
                 if self._stop.is_set():  # shutting down with the store away: count what is lost
                     self._drop(len(batch) + len(self._rows))
