@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from changeover.client import Events, GateResult, InvalidRequestError, Rollout, Status, load_spec
-from changeover.client.results import Event
+from changeover.client.rollouts import Event
 
 STATUS = {"models": [{"model": "cancer", "versions": 2, "aliases": {"champion": 1, "candidate": 2},
                       "policy": {"model": "cancer", "generation": 7, "champion": 1, "weights": {"2": 25.0},

@@ -17,10 +17,7 @@ from changeover.client.errors import (
 )
 from changeover.client.results import (
     AliasMove,
-    Analysis,
     Compat,
-    Event,
-    Events,
     Feedback,
     GateResult,
     GateRule,
@@ -28,14 +25,12 @@ from changeover.client.results import (
     Model,
     ModelStatus,
     Policy,
-    Rollback,
-    Rollout,
-    RolloutCommand,
     Shadow,
     ShadowReport,
     Status,
     Version,
 )
+from changeover.client.rollouts import Analysis, Event, Events, Rollback, Rollout, RolloutCommand
 
 __all__ = [
     "AliasMove", "Analysis", "AuthError", "ChangeoverApiError", "Client", "Compat", "ConflictError", "Event",

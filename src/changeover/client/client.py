@@ -22,20 +22,16 @@ from changeover.client.errors import InvalidRequestError, UnavailableError, api_
 from changeover.client.results import (
     AliasMove,
     Compat,
-    Event,
-    Events,
     Feedback,
     GateResult,
     Inference,
     Model,
-    Rollback,
-    Rollout,
-    RolloutCommand,
     Shadow,
     ShadowReport,
     Status,
     Version,
 )
+from changeover.client.rollouts import Event, Events, Rollback, Rollout, RolloutCommand
 
 if TYPE_CHECKING:
     from changeover.settings import Settings
@@ -193,8 +189,10 @@ class Client:
              trust: bool = False, trust_types: Sequence[str] | None = None) -> Version:
         """Store an artifact file (``.skops``, ``.onnx``, ``.pkl``) or a model folder as the model's
         next version; the same bytes again answer the existing version (``created`` false).
-        ``trust`` allows pickle and skops types outside skops' trusted set; ``trust_types`` names
-        the skops types to trust (sent only when given)."""
+        ``trust`` trusts the whole artifact (a pickle, a python folder, any skops type): only if
+        you trust its author; ``trust_types`` trusts skops types by name (sent only when given,
+        e.g. ``["sklearn.tree._tree.Tree"]``). A folder's absolute path goes along: a server
+        whose CHANGEOVER_TRUSTED_FOLDERS holds it trusts a python folder there without ``trust``."""
         artifact = Path(path)
         where = self._model(name)
         if not artifact.exists():
@@ -206,8 +204,10 @@ class Client:
             params["folder"] = True
         if runtime:
             params["runtime"] = runtime
-        if trust_types is not None:
-            params["trust_types"] = list(trust_types)
+        if trust_types is not None:  # the API's query parameter is `trust_type`, repeated
+            params["trust_type"] = list(trust_types)
+        if artifact.is_dir():  # a python folder pushed from a path the server trusts needs no `trust`
+            params["origin"] = str(artifact.resolve())
         return Version.from_json(self.request("POST", f"{where}/versions", params=params, content=content))
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str = "",

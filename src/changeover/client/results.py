@@ -4,24 +4,20 @@ table helps, ``_repr_html_`` for a notebook (status, events, gate, rollout, shad
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from changeover.client.tables import fmt, html_table, text_table, when
+from changeover.client.tables import fmt, html_table, text_table
 
 __all__ = [
-    "AliasMove", "Analysis", "Compat", "Event", "Events", "Feedback", "GateResult", "GateRule", "Inference",
-    "Model", "ModelStatus", "Policy", "Rollback", "Rollout", "RolloutCommand", "Shadow", "ShadowReport", "Status",
-    "Version",
+    "AliasMove", "Compat", "Feedback", "GateResult", "GateRule", "Inference", "Model", "ModelStatus", "Policy",
+    "Shadow", "ShadowReport", "Status", "Version",
 ]
 
-ENDED_PHASES = frozenset({"promoted", "rolled_back", "aborted", "failed"})
-"""A rollout in one of these phases moves no more (the server's terminal phases)."""
-
-
-def _d(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
@@ -49,7 +45,7 @@ class Version:
     def from_json(cls, data: Mapping[str, Any]) -> Version:
         return cls(model=data["model"], version=int(data["version"]), runtime=data["runtime"],
                    sha256=data["sha256"], labels=dict(data.get("labels") or {}), aliases=list(data.get("aliases") or []),
-                   signature=_d(data.get("signature")), task=data.get("task"), trusted=bool(data.get("trusted")),
+                   signature=as_dict(data.get("signature")), task=data.get("task"), trusted=bool(data.get("trusted")),
                    source=data.get("source"), created_at=data.get("created_at"), gate=data.get("gate"),
                    created=data.get("created"), raw=dict(data))
 
@@ -144,7 +140,7 @@ class Compat:
     def from_json(cls, data: Mapping[str, Any]) -> Compat:
         return cls(model=data.get("model", ""), candidate=int(data.get("candidate") or 0), against=data.get("against"),
                    verdict=data.get("verdict", ""), causes=list(data.get("causes") or []),
-                   changes=list(data.get("changes") or []), replay=_d(data.get("replay")), raw=dict(data))
+                   changes=list(data.get("changes") or []), replay=as_dict(data.get("replay")), raw=dict(data))
 
     @property
     def passed(self) -> bool:
@@ -199,7 +195,7 @@ class GateResult:
     def from_json(cls, data: Mapping[str, Any], html: str | None = None) -> GateResult:
         return cls(model=data["model"], candidate=int(data["candidate"]), against=data.get("against"),
                    verdict=data["verdict"], task=data.get("task", ""), n_rows=int(data.get("n_rows") or 0),
-                   metrics={k: _d(v) for k, v in (data.get("metrics") or {}).items()},
+                   metrics={k: as_dict(v) for k, v in (data.get("metrics") or {}).items()},
                    rules=[GateRule.from_json(r) for r in data.get("rules") or []], notes=list(data.get("notes") or []),
                    html=html, raw=dict(data))
 
@@ -243,8 +239,6 @@ class GateResult:
 
 
 def _esc(text: Any) -> str:
-    import html
-
     return html.escape(str(text))
 
 
@@ -288,11 +282,11 @@ class ShadowReport:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ShadowReport:
         return cls(model=data["model"], shadow=Shadow.from_json(data["model"], data["shadow"]),
-                   figures=_d(data.get("figures")), verdict=data.get("verdict"), html=data.get("html"), raw=dict(data))
+                   figures=as_dict(data.get("figures")), verdict=data.get("verdict"), html=data.get("html"), raw=dict(data))
 
     @property
     def overall(self) -> dict[str, Any]:
-        return _d(self.figures.get("overall"))
+        return as_dict(self.figures.get("overall"))
 
     def _rows(self) -> list[list[Any]]:
         return [[k, v] for k, v in self.overall.items() if not isinstance(v, dict | list)]
@@ -310,176 +304,6 @@ class ShadowReport:
             parts.append(html_table(["passed", "why"], [[bool(c.get("passed")), c.get("reason")] for c in checks],
                                     caption=f"verdict: {self.verdict.get('verdict')}"))
         return "".join(parts)
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """One judgement of a rollout (compat, gate, shadow, canary step, watch) with its evidence."""
-
-    kind: str
-    outcome: str
-    version: int | None
-    at: float | None
-    evidence: dict[str, Any]
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Analysis:
-        return cls(kind=data.get("kind", ""), outcome=data.get("outcome", ""), version=data.get("version"),
-                   at=data.get("at"), evidence=_d(data.get("evidence")))
-
-    @property
-    def reasons(self) -> list[str]:
-        """The evidence in sentences: each check's (or rule's) reason, or the error."""
-        ev = self.evidence
-        if ev.get("error"):
-            return [str(ev["error"])]
-        nested = _d(ev.get("verdict"))
-        checks = ev.get("checks") or nested.get("checks") or ev.get("rules") or ev.get("causes") or []
-        return [str(c.get("reason", "")) if isinstance(c, Mapping) else str(c) for c in checks]
-
-
-@dataclass(frozen=True)
-class Event:
-    """One row of the audit log: who, when, what, why, evidence."""
-
-    id: int
-    at: float
-    actor: str
-    model: str | None
-    kind: str
-    message: str
-    evidence: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Event:
-        return cls(id=int(data["id"]), at=float(data["at"]), actor=data.get("actor", ""), model=data.get("model"),
-                   kind=data.get("kind", ""), message=data.get("message", ""), evidence=_d(data.get("evidence")))
-
-
-_EVENT_HEADER = ["id", "when", "actor", "model", "kind", "message"]
-
-
-def _event_row(e: Event) -> list[Any]:
-    return [e.id, when(e.at), e.actor, e.model or "", e.kind, e.message]
-
-
-class Events(tuple[Event, ...]):
-    """Events, oldest first: a tuple of `Event` that shows as a table."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return text_table(_EVENT_HEADER, [_event_row(e) for e in self]) if self else "(no events)"
-
-    def _repr_html_(self) -> str:
-        return html_table(_EVENT_HEADER, [_event_row(e) for e in self], caption=f"{len(self)} events")
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """A rollout: its spec, where it is (phase, step, the candidate's weight), every verdict with
-    its evidence, and its events. ``compat`` and ``plan``: what `apply` answered at the start."""
-
-    id: int
-    model: str
-    phase: str
-    candidate: int | None
-    champion: int | None
-    weight: float
-    step_index: int
-    steps: list[float]
-    message: str
-    active: bool
-    spec: dict[str, Any]
-    status: dict[str, Any]
-    analyses: list[Analysis]
-    events: Events
-    compat: Compat | None = None
-    plan: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], started: Mapping[str, Any] | None = None) -> Rollout:
-        status, spec = _d(data.get("status")), _d(data.get("spec"))
-        compat = (started or {}).get("compat")
-        return cls(id=int(data["id"]), model=data["model"], phase=str(status.get("phase", "")),
-                   candidate=status.get("candidate_version"), champion=status.get("champion_version"),
-                   weight=float(status.get("weight") or 0.0), step_index=int(status.get("step_index", -1)),
-                   steps=list(_d(spec.get("canary")).get("steps") or []), message=str(status.get("message", "")),
-                   active=bool(data.get("active")), spec=spec, status=status,
-                   analyses=[Analysis.from_json(a) for a in data.get("analyses") or []],
-                   events=Events(Event.from_json(e) for e in data.get("events") or []),
-                   compat=Compat.from_json(compat) if isinstance(compat, Mapping) else None,
-                   plan=list((started or {}).get("plan") or []), raw=dict(data))
-
-    @property
-    def ended(self) -> bool:
-        """True once it moves no more: promoted, rolled back, aborted or failed."""
-        return self.phase in ENDED_PHASES
-
-    @property
-    def promoted(self) -> bool:
-        return self.phase == "promoted"
-
-    @property
-    def step(self) -> str:
-        """``2/4`` during the canary's second of four steps, ``-`` outside the canary."""
-        return f"{self.step_index + 1}/{len(self.steps)}" if self.step_index >= 0 and self.steps else "-"
-
-    def _title(self) -> str:
-        return f"{self.model} rollout {self.id}: v{self.candidate} against v{self.champion}"
-
-    def _verdict_rows(self) -> list[list[Any]]:
-        return [[when(a.at), a.kind, a.outcome, "; ".join(a.reasons)] for a in self.analyses]
-
-    def __repr__(self) -> str:
-        lines = [f"<Rollout {self._title()}: {self.phase}, step {self.step}, weight {self.weight:g}%"
-                 + (f" — {self.message}" if self.message else "") + ">"]
-        lines += [f"  {a.kind}: {a.outcome}" + (f" — {'; '.join(a.reasons)}" if a.reasons else "")
-                  for a in self.analyses[-8:]]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        parts = [html_table(["phase", "step", "weight", "message"],
-                            [[self.phase, self.step, f"{self.weight:g}%", self.message]], caption=self._title())]
-        if self.analyses:
-            parts.append(html_table(["when", "kind", "outcome", "evidence"], self._verdict_rows(), caption="verdicts"))
-        return "".join(parts)
-
-
-@dataclass(frozen=True)
-class RolloutCommand:
-    """An operator's command (pause, resume, abort, promote) written for the controller to act on."""
-
-    model: str
-    rollout: int
-    command: str
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RolloutCommand:
-        return cls(data["model"], int(data["rollout"]), data["command"], dict(data))
-
-
-@dataclass(frozen=True)
-class Rollback:
-    """A rollback: of the running ``rollout`` (the controller sends traffic back), or, with none
-    running, champion moved from ``previous`` to ``champion`` at once."""
-
-    model: str
-    rollout: int | None
-    champion: int | None
-    previous: int | None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Rollback:
-        return cls(data["model"], data.get("rollout"), data.get("champion"), data.get("previous"), dict(data))
-
-    def __repr__(self) -> str:
-        if self.rollout is not None:
-            return f"<Rollback {self.model}: rolling back rollout {self.rollout}>"
-        return f"<Rollback {self.model}: champion v{self.previous} → v{self.champion}>"
 
 
 @dataclass(frozen=True)
@@ -514,8 +338,8 @@ class Status:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Status:
-        return cls([ModelStatus.from_json(m) for m in data.get("models") or []], _d(data.get("gateway")),
-                   _d(data.get("controller")), dict(data))
+        return cls([ModelStatus.from_json(m) for m in data.get("models") or []], as_dict(data.get("gateway")),
+                   as_dict(data.get("controller")), dict(data))
 
     def __getitem__(self, model: str) -> ModelStatus:
         for m in self.models:
