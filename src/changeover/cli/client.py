@@ -80,6 +80,23 @@ class Client:
                 content = source.read_bytes()
         return self.request("POST", f"/api/models/{name}/versions", params=params, content=content)
 
+    def rollout(self, model: str, rollout_id: int | None = None) -> dict[str, Any] | None:
+        """A rollout of ``model`` with its analyses and events: ``rollout_id``, else the latest
+        (None when the model has none). A rollout of another model is a 404."""
+        if rollout_id is None:
+            rows = self.get("/api/rollouts", model=model, limit=1)
+            return rows[0] if rows else None
+        found: dict[str, Any] = self.get(f"/api/rollouts/{rollout_id}")
+        if found["model"] != model:
+            raise ApiError(404, f"rollout {rollout_id} is of model {found['model']!r}, not {model!r}")
+        return found
+
+    def timeseries(self, model: str, *, since: float, until: float) -> dict[str, Any]:
+        """Per version and time bucket between two Unix times: traffic, errors, latency, the
+        online metric, shadow agreement (the dashboard's charts)."""
+        result: dict[str, Any] = self.get(f"/api/models/{model}/timeseries", since=since, until=until)
+        return result
+
 
 def name_problem(name: str) -> str | None:
     """Why ``name`` is not a model name (the rule the server applies), or None: the CLI checks

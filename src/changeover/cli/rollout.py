@@ -196,6 +196,35 @@ def rollout_promote(name: ModelName) -> None:
     _command(name, "promote")
 
 
+@rollout_app.command("report")
+def rollout_report(
+    name: ModelName,
+    rollout_id: Annotated[int | None, typer.Option("--id", help="Which rollout (default: the latest)")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write the whole road as one self-contained HTML page here")] = None,
+) -> None:
+    """One rollout's whole road: gate, shadow, each canary step over time with the judge's
+    intervals, every decision with its evidence (a summary here; the page with --html)."""
+    from changeover.cli.rollout_report import render_report, terminal_summary
+
+    c = client()
+    try:
+        found = c.rollout(name, rollout_id)
+        if found is None:
+            err.print(f"{name} has no rollout")
+            raise typer.Exit(1)
+        series = None
+        if html is not None:  # a little either side, so the first and last windows are in
+            end = found["updated_at"] if not found["active"] else time.time()
+            series = c.timeseries(name, since=found["created_at"] - 1.0, until=end + 1.0)
+    except ApiError as exc:
+        fail(exc)
+        return
+    console.print(terminal_summary(found))
+    if html is not None:
+        html.write_text(render_report(found, series), encoding="utf-8")
+        console.print(f"report: {html.resolve()}")
+
+
 def rollback(name: ModelName, to: Annotated[int | None, typer.Option(
         "--to", help="With no rollout running: the version to make champion (default: previous, unless it "
                      "failed its last rollout or gate)")] = None) -> None:
