@@ -83,6 +83,8 @@ def output_names(outputs: Any) -> list[str] | None:
 def requested_outputs(outputs: Any, signature: Any) -> list[str] | None:
     """The output names a v2 request asked for (None: all); 422 for a name the version lacks."""
     names = output_names(outputs)
+    if names is None:
+        return None
     known = {t.name for t in signature.outputs}
     for name in names or ():
         if known and name not in known:

@@ -164,11 +164,11 @@ class PolicyFollower:
             if weight is None and version == policy.champion:
                 weight = 100.0 - sum(policy.weights.values())
             self.metrics.weight.labels(model, str(version)).set(weight or 0.0)
-        for version in self._weighted.get(model, set()) - serving:
+        for stale in self._weighted.get(model, set()) - serving:
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-                self.metrics.weight.labels(model, version).set(0.0)
+                self.metrics.weight.labels(model, stale).set(0.0)
             else:
-                self.metrics.weight.remove(model, version)
+                self.metrics.weight.remove(model, stale)
         self._weighted[model] = serving
 
     async def _load_failed(self, model: str, policy: TrafficPolicy, current: TrafficPolicy | None, reason: str,

@@ -4,6 +4,7 @@ shared by the data plane and the mirror."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,16 +70,20 @@ def summarize(outputs: Mapping[str, np.ndarray], signature: Signature | None = N
         row["ranking"] = ids if isinstance(ids, list) else [ids]
     number: float | None = None
     proba = outputs.get(by_role.get("probabilities", "probabilities"))
-    scores = outputs.get(by_role["scores"]) if "scores" in by_role else None
-    if proba is not None and np.ndim(proba) == 2 and np.shape(proba)[1] == 2:
-        number = float(np.asarray(proba)[0, 1])
+    if proba is not None and not isinstance(proba, np.ndarray):
+        proba = np.asarray(proba)
+    if proba is not None and proba.ndim == 2 and proba.shape[1] == 2:
+        number = float(proba[0, 1])
     elif "ranking" in by_role:
+        scores = outputs.get(by_role["scores"]) if "scores" in by_role else None
         if scores is not None and np.asarray(scores).size:
             number = float(np.asarray(scores).reshape(-1)[0])
     else:
         first = outputs.get(by_role["prediction"]) if "prediction" in by_role else next(iter(outputs.values()), None)
-        if first is not None and np.asarray(first).size and np.asarray(first).dtype.kind in "fiub":
-            number = float(np.asarray(first).reshape(-1)[0])
-    if number is not None and not np.isfinite(number):
+        if first is not None:
+            first = np.asarray(first)
+            if first.size and first.dtype.kind in "fiub":
+                number = float(first.reshape(-1)[0])
+    if number is not None and not math.isfinite(number):
         number = None
     return row, number

