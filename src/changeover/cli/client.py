@@ -1,4 +1,5 @@
-"""The CLI's one seam to the outside: an HTTP client of the management API."""
+"""The CLI's one seam to the outside: the public Python client (`changeover.client`), as the
+CLI's actor, answering the server's JSON as it came (what ``--json`` prints)."""
 
 from __future__ import annotations
 
@@ -9,52 +10,29 @@ from typing import Any
 
 import httpx
 
+from changeover.client import ChangeoverApiError
+from changeover.client import Client as PythonClient
 from changeover.domain.names import check_name
 from changeover.errors import InvalidRequest
 from changeover.registry.manifest import bundle_sidecar
 from changeover.settings import Settings
-from changeover.web.auth import read_token
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, body: Any = None) -> None:
-        self.status, self.body = status, body
-        super().__init__(message)
+ApiError = ChangeoverApiError  # what every command catches: status, message, body, field, conflict
 
 
 class Client:
     def __init__(self, settings: Settings | None = None, *, url: str | None = None, token: str | None = None,
                  timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
-        self.settings = settings or Settings()
-        self.url = (url or self.settings.url).rstrip("/")
-        token = token or read_token(self.settings.token, self.settings.token_file)
-        headers = {"x-changeover-actor": "cli"}
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self.api = PythonClient(url, token, timeout=timeout, actor="cli", settings=settings, transport=transport)
+        self.settings, self.url, self.http = self.api.settings, self.api.url, self.api.http
 
     def close(self) -> None:
-        self.http.close()
+        self.api.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.ConnectError:
-            raise ApiError(0, f"no changeover server at {self.url}: start one with `changeover serve`") from None
-        except httpx.TimeoutException:
-            raise ApiError(0, f"the server at {self.url} did not answer in time") from None
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-                message = body.get("error") or body.get("detail") or response.text
-            except ValueError:
-                body, message = None, response.text
-            if isinstance(message, list):  # FastAPI validation errors
-                message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in message)
-            raise ApiError(response.status_code, str(message), body)
-        if not response.content:
-            return None
-        return response.json()
+        """The server's JSON answer (None for an empty one); a ChangeoverApiError of its kind,
+        with the server's message, for anything else."""
+        return self.api.request(method, path, **kwargs)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
