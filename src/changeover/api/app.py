@@ -13,9 +13,12 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException
 
 from changeover.api.jobs import JobRunner
 from changeover.errors import ChangeoverError, InvalidRequest, LoadFailed
@@ -28,12 +31,21 @@ UPLOAD_WRITE_BYTES = 1 << 20  # an upload is written in pieces of about this siz
 
 Preflight = Callable[[str, int], Awaitable[None]]
 MAX_ARTIFACT_BYTES = 4 * 1024**3
+MAX_NUMBER = 2**31 - 1  # the largest version or id the store's INTEGER columns hold (PostgreSQL's int4)
+
+
+def file_name(given: str, field: str = "filename") -> str:
+    """The last part of a client's file name (no folder, no way out of a temporary folder)."""
+    name = Path(given).name
+    if not name or name in (".", ".."):
+        raise InvalidRequest(field, "must be a file name")
+    return name
 
 
 class AliasMove(BaseModel):
-    version: int = Field(ge=1, description="The version the alias should point at")
+    version: int = Field(ge=1, le=MAX_NUMBER, description="The version the alias should point at")
     reason: str = Field(default="", max_length=500)
-    expect: int | None = Field(default=None, ge=1, description=(
+    expect: int | None = Field(default=None, ge=1, le=MAX_NUMBER, description=(
         "Move only if the alias still points at this version (compare-and-set); else 409 naming "
         "the version it points at"))
 
@@ -125,7 +137,13 @@ def make_router(ctx: ApiContext) -> APIRouter:
         request: Request,
         filename: Annotated[str, Query(description="The artifact's file name (its suffix tells the runtime)")],
         runtime: Annotated[str | None, Query()] = None,
-        trust: Annotated[bool, Query(description="Allow pickle, or skops types outside skops' trusted set")] = False,
+        trust: Annotated[bool, Query(description="Trust the whole artifact: a pickle, a python folder (code that "
+                                                 "runs in the server), a skops file with types skops does not trust")] = False,
+        trust_type: Annotated[list[str] | None, Query(description="A skops type to trust, by name (repeatable), "
+                                                                  "e.g. sklearn.tree._tree.Tree")] = None,
+        origin: Annotated[str | None, Query(description="The folder's absolute path where it was pushed from: a "
+                                                        "python folder there, in CHANGEOVER_TRUSTED_FOLDERS on the "
+                                                        "server's disk and holding the same bytes, needs no trust")] = None,
         folder: Annotated[bool, Query(description="The body is a .tar.gz of a model folder")] = False,
         label: Annotated[list[str] | None, Query(description="k=v labels")] = None,
     ) -> JSONResponse:
@@ -135,9 +153,7 @@ def make_router(ctx: ApiContext) -> APIRouter:
             if not sep or not key:
                 raise InvalidRequest("label", f"expected k=v, got {item!r}")
             labels[key] = value
-        safe_name = Path(filename).name
-        if not safe_name or safe_name in (".", ".."):
-            raise InvalidRequest("filename", "must be a file name")
+        safe_name = file_name(filename)
         # the upload (up to MAX_ARTIFACT_BYTES) is written and unpacked in worker threads: the
         # event loop serves inference meanwhile
         tmp = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
@@ -178,6 +194,7 @@ def make_router(ctx: ApiContext) -> APIRouter:
                     raise InvalidRequest("body", f"not a readable .tar.gz of a folder ({exc})") from None
             record, created = await anyio.to_thread.run_sync(
                 lambda: registry.push(path, name=name, labels=labels, runtime=runtime, trust=trust,
+                                      trust_types=trust_type or (), origin=Path(origin) if origin else None,
                                       actor=actor_of(request), source=filename)
             )
         finally:
@@ -234,6 +251,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, IntegrityError):  # a write that lost a race the schema guards
             return JSONResponse({"error": f"the write conflicts with the store's state: {exc.orig}", "conflict": True},
                                 status_code=409)
+        if isinstance(exc, DataError):  # a value the column cannot hold (PostgreSQL: an int past int4)
+            cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+            return JSONResponse({"error": f"a value the store cannot hold: {cause}"}, status_code=422)
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
         return JSONResponse({"error": f"the store is unavailable: {cause}; retry shortly", "cause": "store"},
                             status_code=503, headers={"retry-after": "5"})
@@ -245,7 +265,31 @@ def install_error_handlers(app: FastAPI) -> None:
                                  "cause": "disk"}, status_code=503, headers={"retry-after": "60"})
         raise exc
 
+    async def on_overflow(request: Request, exc: Exception) -> JSONResponse:
+        # SQLite's driver refuses a Python int past 64 bits before the query runs
+        return JSONResponse({"error": f"a number past what the store holds ({exc}); numbers and ids are at most "
+                                      f"{MAX_NUMBER}"}, status_code=422)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        # the framework's own refusals (a body that is not JSON, a method not allowed) in the
+        # shape of every other error: ``error`` says why
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse({"error": detail, "detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")})
+        fields = [".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body" for e in errors]
+        said = "; ".join(f"{f}: {e.get('msg', 'invalid')}" for f, e in zip(fields, errors, strict=True))
+        return JSONResponse({"error": f"invalid request: {said}", "field": fields[0] if fields else None,
+                             "detail": errors}, status_code=422)
+
     app.add_exception_handler(AuthError, on_auth)
+    app.add_exception_handler(OverflowError, on_overflow)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(ChangeoverError, on_domain)
     app.add_exception_handler(DBAPIError, on_store)
     app.add_exception_handler(OSError, on_os)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from changeover.api.app import ApiContext, actor_of
+from changeover.api.app import ApiContext, actor_of, file_name
 from changeover.errors import InvalidRequest
 from changeover.evaluation.jobs import compat_job, gate_job
 from changeover.store import shadows as shadow_store
@@ -34,6 +34,19 @@ def require_from_policy(text: str) -> dict[str, Any]:
     if not isinstance(require, dict):
         raise InvalidRequest("policy.require", "expected a mapping of metric -> rule")
     return require
+
+
+def self_comparison(model: str, version: int, against: str, require: dict[str, Any]) -> str:
+    """The note for a gate of a version against itself (``against`` resolves to it), or an
+    InvalidRequest when a rule compares with the champion: that comparison would prove nothing."""
+    relative = sorted(m for m, rule in require.items()
+                      if isinstance(rule, dict) and ({"not_worse_than", "better_than"} & set(rule)))
+    who = f"{model}'s {against}" if not against.isdigit() else f"--against {against}"
+    if relative:
+        raise InvalidRequest("against", f"v{version} is {who}: the rules on {', '.join(relative)} would compare "
+                                        f"v{version} with itself; validate a candidate against it, or name another "
+                                        "version with --against")
+    return f"v{version} is {who}: it was compared with no other version; only its min/max rules applied"
 
 
 class ShadowStart(BaseModel):
@@ -74,17 +87,22 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
                                                              "column (default item_id or item)")] = None,
         segment: Annotated[str | None, Query(description="A column to break every metric down by")] = None,
     ) -> JSONResponse:
-        await anyio.to_thread.run_sync(store.resolve, name, ref)
+        candidate = await anyio.to_thread.run_sync(store.resolve, name, ref)
+        require = require_from_policy(policy) if policy else {}
+        itself = None
         if against:
             try:
-                await anyio.to_thread.run_sync(store.resolve, name, against)
+                compared = await anyio.to_thread.run_sync(store.resolve, name, against)
             except Exception:
                 if against != "champion":
                     raise
                 against = None  # a first version has no champion: absolute rules only
-        require = require_from_policy(policy) if policy else {}
+            else:
+                if compared.number == candidate.number:
+                    itself = self_comparison(name, candidate.number, against, require)
+                    against = None  # compared with nothing: its min/max rules only
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(filename).name
+            path = Path(tmp) / file_name(filename)
             size = 0
             with open(path, "wb") as fh:
                 async for chunk in request.stream():
@@ -97,11 +115,20 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
                                         actor_of(request), item_column=item_column, segment=segment)
         if "error" in result:
             raise InvalidRequest(result["field"], result["error"])
+        if itself and isinstance(result.get("result"), dict):
+            result["result"]["notes"] = [itself, *(result["result"].get("notes") or [])]
         return JSONResponse(result)
 
     @router.post("/models/{name}/shadows", status_code=201, summary="Start a shadow: a copy of live traffic")
     async def shadow_start(name: str, body: ShadowStart, request: Request) -> dict[str, Any]:
         record = await anyio.to_thread.run_sync(store.resolve, name, body.version)
+        aliases = await anyio.to_thread.run_sync(store.aliases, name)
+        if aliases.get("champion") == record.number:
+            others = await anyio.to_thread.run_sync(lambda: [v.number for v in store.versions(name)])
+            hint = next((f" (e.g. {name}@{v})" for v in sorted(others, reverse=True) if v != record.number), "")
+            raise InvalidRequest("version", f"v{record.number} is {name}'s champion: a shadow compares another version "
+                                            f"with the champion on the same requests, and v{record.number} against "
+                                            f"itself would agree on every one; shadow a candidate{hint}")
         if body.segment and not body.segment.startswith(("header:", "input:")):
             raise InvalidRequest("segment", "expected header:NAME or input:NAME")
         if ctx.preflight is not None:
@@ -123,12 +150,12 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
             active = [s for s in active if s["version"] == number]
         stopped = []
         for s in active:
-            def stop(s: dict[str, Any] = s) -> None:
+            def stop(s: dict[str, Any] = s) -> bool:
                 verdict = shadow_verdict(store, name, s["version"], s["started_at"], s.get("require") or {})
-                shadow_store.stop_shadow(store, name, s["version"], actor=actor_of(request), reason="stopped",
-                                         verdict=verdict)
-            await anyio.to_thread.run_sync(stop)
-            stopped.append(s["version"])
+                return shadow_store.stop_shadow(store, name, s["version"], actor=actor_of(request), reason="stopped",
+                                                verdict=verdict)
+            if await anyio.to_thread.run_sync(stop):  # False: a concurrent stop got there first (its event says so)
+                stopped.append(s["version"])
         ctx.wake()
         return {"model": name, "stopped": stopped}
 

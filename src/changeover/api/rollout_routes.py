@@ -15,6 +15,7 @@ Starting a rollout (`apply`) runs the road's first step before any live traffic 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -64,6 +65,33 @@ def running_rollout(store: Store, model: str) -> Any:
 
 def already_running(model: str, running: Any) -> Conflict:
     return Conflict(f"model {model!r} already has rollout {running.id} ({running.status.get('phase')}); abort it first")
+
+
+def ask(store: Store, conn: Any, model: str, command: str, actor: str) -> int | None:
+    """Hand an operator command to the model's active rollout (its id), or None when none is
+    active. A compare-and-set on the rollout's empty command slot: a command racing another
+    one still pending (not yet acted on by the controller) is refused with 409 naming it, so
+    no command is ever overwritten unseen; the same command asked twice is asked once."""
+    row = conn.execute(select(t.rollouts.c.id).where(
+        and_(t.rollouts.c.model == model, t.rollouts.c.active.is_(True)))).first()
+    if row is None:
+        return None
+    rid = int(row.id)
+    taken = conn.execute(update(t.rollouts).where(and_(
+        t.rollouts.c.id == rid, t.rollouts.c.active.is_(True), t.rollouts.c.command.is_(None))).values(command=command))
+    if taken.rowcount == 0:  # another command got there first, or the rollout ended meanwhile
+        now = conn.execute(select(t.rollouts.c.command, t.rollouts.c.active, t.rollouts.c.status)
+                           .where(t.rollouts.c.id == rid)).first()
+        if now.active and now.command == command:
+            return rid
+        if not now.active:
+            raise Conflict(f"rollout {rid} of {model} ended meanwhile ({(now.status or {}).get('phase')}); "
+                           f"nothing asked, look at its status and ask again")
+        raise Conflict(f"rollout {rid} of {model} already has {now.command!r} pending (asked first); {command!r} "
+                       f"not asked: wait for the controller to act on it, then ask again")
+    store.add_event("command", f"{model}: {command} asked", model=model, actor=actor,
+                    evidence={"rollout": rid, "command": command}, conn=conn)
+    return rid
 
 
 def record_compat(store: Store, candidate: VersionRecord, result: dict[str, Any], actor: str,
@@ -133,6 +161,9 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
         problems = spec_problems(spec, candidate.signature, candidate=candidate.number, gate_metrics=gate_metrics(spec))
         if problems:
             return problems_response(problems, f"rollout spec that cannot be judged for {spec.model} v{candidate.number}")
+        if spec.gate is not None and not await anyio.to_thread.run_sync(Path(spec.gate.data).is_file):
+            return problems_response([("gate.data", f"no such file on the server: {spec.gate.data!r}")],
+                                     "rollout spec that names a file that is not there")
         running = await anyio.to_thread.run_sync(running_rollout, store, spec.model)
         if running is not None:  # told at once, not after a replay (checked again when the rollout is written)
             raise already_running(spec.model, running)
@@ -218,14 +249,7 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
 
         def write() -> int | None:
             with store.tx() as conn:
-                row = conn.execute(select(t.rollouts.c.id).where(
-                    and_(t.rollouts.c.model == name, t.rollouts.c.active.is_(True)))).first()
-                if row is None:
-                    return None
-                conn.execute(update(t.rollouts).where(t.rollouts.c.id == row.id).values(command=command))
-                store.add_event("command", f"{name}: {command} asked", model=name, actor=actor_of(request),
-                                evidence={"rollout": row.id, "command": command}, conn=conn)
-                return int(row.id)
+                return ask(store, conn, name, command, actor_of(request))
 
         rid = await anyio.to_thread.run_sync(write)
         if rid is None:
@@ -247,13 +271,9 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
 
         def write() -> dict[str, Any]:
             with store.tx() as conn:
-                row = conn.execute(select(t.rollouts.c.id).where(
-                    and_(t.rollouts.c.model == name, t.rollouts.c.active.is_(True)))).first()
-                if row is not None:
-                    conn.execute(update(t.rollouts).where(t.rollouts.c.id == row.id).values(command="rollback"))
-                    store.add_event("command", f"{name}: rollback asked", model=name, actor=actor,
-                                    evidence={"rollout": row.id, "command": "rollback"}, conn=conn)
-                    return {"model": name, "rollout": int(row.id), "command": "rollback"}
+                rid = ask(store, conn, name, Command.ROLLBACK.value, actor)
+                if rid is not None:
+                    return {"model": name, "rollout": rid, "command": "rollback"}
             aliases = store.aliases(name)
             champion = aliases.get("champion")
             target = to if to is not None else aliases.get("previous")

@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,12 @@ class VersionRecord:
     artifact: str
     signature: Signature
     labels: Mapping[str, str]
-    trusted: bool
+    trusted: bool  # the whole artifact (--trust; a python folder from an allow-listed folder)
     source: str | None
     created_at: float
     gate: Mapping[str, Any] | None = None
     profile: Mapping[str, Any] | None = None
+    trusted_types: tuple[str, ...] = ()  # skops: the types trusted at push, which every load trusts
 
     def to_dict(self, aliases: list[str] | None = None) -> dict[str, Any]:
         out = {
@@ -49,6 +50,7 @@ class VersionRecord:
             "roles": self.signature.output_roles(),
             "labels": dict(self.labels),
             "trusted": self.trusted,
+            "trusted_types": list(self.trusted_types),
             "source": self.source,
             "created_at": self.created_at,
             "gate": self.gate,
@@ -84,6 +86,7 @@ def _version(row: Any) -> VersionRecord:
         created_at=row.created_at,
         gate=row.gate,
         profile=row.profile,
+        trusted_types=tuple(row.trusted_types or ()),
     )
 
 
@@ -178,8 +181,14 @@ class Store:
         trusted: bool,
         source: str | None,
         actor: str,
+        trusted_types: tuple[str, ...] = (),
+        trust_note: str | None = None,
+        trust_reason: str | None = None,
     ) -> tuple[VersionRecord, bool]:
-        """Create the next version, or return the existing one with the same bytes (created=False)."""
+        """Create the next version, or return the existing one with the same bytes (created=False).
+        ``trust_note`` says in the push event what was trusted and why. The same bytes pushed again
+        with more trust (a python version pushed before trust was asked) record it on that version,
+        with a ``trust`` event: it is the only way such a version loads again."""
         for attempt in range(60):
             try:
                 with self.tx() as conn:
@@ -187,7 +196,18 @@ class Store:
                         select(t.versions).where(and_(t.versions.c.model == model, t.versions.c.sha256 == sha256))
                     ).first()
                     if existing is not None:
-                        return _version(existing), False
+                        found = _version(existing)
+                        if (trusted and not found.trusted) or (
+                                not found.trusted and set(trusted_types) - set(found.trusted_types)):
+                            conn.execute(update(t.versions).where(t.versions.c.id == existing.id).values(
+                                trusted=trusted or found.trusted, trusted_types=list(trusted_types) or None))
+                            self.add_event(
+                                "trust", f"{model} v{found.number}: {trust_note}", model=model, actor=actor,
+                                evidence={"version": found.number, "trusted": trusted,
+                                          "trusted_types": list(trusted_types), "reason": trust_reason},
+                                conn=conn)
+                            found = replace(found, trusted=trusted or found.trusted, trusted_types=trusted_types)
+                        return found, False
                     if conn.execute(select(t.models).where(t.models.c.name == model)).first() is None:
                         conn.execute(insert(t.models).values(name=model, created_at=time.time()))
                     number = (
@@ -204,6 +224,7 @@ class Store:
                             signature=signature.to_dict(),
                             labels=dict(labels),
                             trusted=trusted,
+                            trusted_types=list(trusted_types) or None,
                             source=source,
                             created_at=time.time(),
                         )
@@ -211,10 +232,11 @@ class Store:
                     self.add_event(
                         "push",
                         f"pushed {model} v{number} ({runtime}, sha256 {sha256[:12]})"
-                        + (" as a TRUSTED pickle" if trusted else ""),
+                        + (f"; {trust_note}" if trust_note else ""),
                         model=model,
                         actor=actor,
-                        evidence={"version": number, "sha256": sha256, "runtime": runtime, "labels": dict(labels), "trusted": trusted},
+                        evidence={"version": number, "sha256": sha256, "runtime": runtime, "labels": dict(labels),
+                                  "trusted": trusted, "trusted_types": list(trusted_types), "trust": trust_reason},
                         conn=conn,
                     )
                     row = conn.execute(
@@ -249,7 +271,7 @@ class Store:
 
     def resolve(self, model: str, ref: str | int) -> VersionRecord:
         """A version by number, or by alias name."""
-        if isinstance(ref, int) or str(ref).isdigit():
+        if isinstance(ref, int) or (str(ref).isascii() and str(ref).isdigit()):  # int('¹') raises
             return self.version(model, int(ref))
         aliases = self.aliases(model)
         if ref not in aliases:
