@@ -7,8 +7,10 @@ of v2 REST infer, one iris row per request, for every scenario in the same run:
   shadow    changeover with v2 as a shadow at sample 1.0
   hang      changeover with a shadow at sample 1.0 whose predict sleeps --hang-seconds
   mlserver  MLServer 1.7 + mlserver-sklearn, REST, in its own venv (bench/mlserver_setup.py)
-  mlserver-grpc  the same MLServer process over gRPC, load from bench/grpc_loadgen.py (a
-            Python client, in its own process: not wrk, so compare it with care)
+  grpc      changeover champion over gRPC (`serve --grpc-port`)
+  mlserver-grpc  the same MLServer process over gRPC; gRPC load for both from h2load (nghttp2's
+            C client, bench/h2load_grpc.py; installed with apt-get when missing and root), else
+            bench/grpc_loadgen.py (a Python client in its own process)
 
 Every scenario is its own server process on 127.0.0.1, started once and kept for the run.
 Rounds are interleaved: each round runs every scenario once for --seconds (the order rotated
@@ -29,7 +31,7 @@ check that the canary still answers about 10%, and /metrics gives the shadows' c
 MLServer runs with parallel_workers 0: inference in its one process, as changeover and the
 bare app serve from one process; with 1 worker every request crosses a process boundary,
 and a quick wrk run here gave about half the req/s. Its metrics are off (no Prometheus
-middleware), which favours it if anything. gRPC is not measured.
+middleware), which favours it if anything.
 
     python bench/dataplane.py [--seconds 8] [--rounds 3] [--concurrency 16]
                               [--only bare,champion] [--no-mlserver] [--hang-seconds 30]
@@ -51,6 +53,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h2load_grpc
 import httpx
 from common import (
     HERE,
@@ -64,6 +67,7 @@ from common import (
     tmpdir,
     wait_ready,
 )
+from h2load_grpc import ensure_h2load
 from mlserver_setup import VENV, ensure_venv, iris_model, write_model_folder
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -81,8 +85,8 @@ SCENARIOS = {
     "shadow": "changeover 100% shadow",
     "hang": "changeover hanging shadow",
     "mlserver": "MLServer REST",
-    "mlserver-grpc": "MLServer gRPC (py client)",
-    "grpc": "changeover champion gRPC (py client)",
+    "mlserver-grpc": "MLServer gRPC",
+    "grpc": "changeover champion gRPC",
 }
 # Production-like timers: four changeover servers sit idle while another is measured, and
 # fast test timers would have them wake every 0.2 s.
@@ -163,7 +167,8 @@ def start_changeover(name: str, work: Path, models: dict[str, Path], body: Path)
     try:
         extra = {"champion": None, "workers2": None, "grpc": None, "canary": "v2", "shadow": "v2", "hang": "hang"}[name]
         for key in ("v1", extra) if extra else ("v1",):  # the CLI, as an operator would
-            server.cli("models", "push", str(models[key]), "--name", "m", check=True)
+            trust = ("--trust",) if models[key].is_dir() else ()  # a python folder is code: trusted, ours
+            server.cli("models", "push", str(models[key]), "--name", "m", *trust, check=True)
         with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=60) as api:
             api.put("/api/models/m/aliases/champion", json={"version": 1, "reason": "bench"}).raise_for_status()
             if name == "canary":
@@ -234,6 +239,14 @@ def grpc_target(rest: Target, row: list[float], name: str = "mlserver-grpc", mod
     """The server process that `rest` runs, measured over gRPC (stopping either stops it), with
     the same Python load generator for MLServer and changeover (MLServer's venv runs it)."""
     target = Target(name, rest.url, rest.pid, rest.stop, rest.body)
+    if ensure_h2load():  # the same C client for both servers, as wrk is for REST
+        message = h2load_grpc.infer_request(model, row, outputs)
+
+        def h2load_runner(seconds: float, concurrency: int) -> dict[str, Any]:
+            return h2load_grpc.run(f"127.0.0.1:{rest.grpc_port}", message, seconds=seconds, concurrency=concurrency)
+
+        target.runner = h2load_runner
+        return target
     cmd = [str(VENV / "bin" / "python"), str(HERE / "grpc_loadgen.py"), f"127.0.0.1:{rest.grpc_port}", model,
            "--row", ",".join(map(str, row)), *[a for o in outputs for a in ("--output", o)]]
 
@@ -466,7 +479,7 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
 
     add("changeover champion-only / bare Starlette", "champion", "bare")
     add("changeover champion-only / MLServer REST", "champion", "mlserver")
-    add("changeover gRPC / MLServer gRPC (same py client)", "grpc", "mlserver-grpc")
+    add("changeover gRPC / MLServer gRPC (same client)", "grpc", "mlserver-grpc")
     add("--workers 2 / one worker, champion-only", "workers2", "champion")
     add("10% canary / champion-only", "canary", "champion")
     add("100% shadow / champion-only", "shadow", "champion")
@@ -497,8 +510,8 @@ def report(console: Console, args: argparse.Namespace, names: list[str], targets
         f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
         f"{time.monotonic() - started:.0f} s in all. Errors are non-2xx answers, connection errors and timeouts. "
         "MLServer: parallel_workers 0 (inference in its one process, as changeover and the bare app), metrics off"
-        + ("; its gRPC row's load comes from bench/grpc_loadgen.py, a Python client, not wrk."
-           if "mlserver-grpc" in names else ".")
+        + (f"; gRPC load from {'h2load (nghttp2, C)' if shutil.which('h2load') else 'bench/grpc_loadgen.py, a Python client'}"
+           " for both servers." if "mlserver-grpc" in names or "grpc" in names else ".")
     )
 
 
