@@ -60,7 +60,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.home / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0) -> ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 - the server process owns it
         self.proc = subprocess.Popen(
