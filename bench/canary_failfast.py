@@ -412,7 +412,7 @@ def run_scenario(sc: Scenario, args: argparse.Namespace, console) -> Result:
         with console.status(f"{sc.name}: starting changeover, pushing champion and candidate…"):
             server.start()
             server.cli("models", "push", str(champion), "--name", MODEL, check=True)
-            server.cli("models", "push", str(candidate), "--name", MODEL, check=True)
+            server.cli("models", "push", str(candidate), "--name", MODEL, "--trust", check=True)  # python: code
             api = httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30)
             api.put(f"/api/models/{MODEL}/aliases/champion", json={"version": 1, "reason": "bench"}).raise_for_status()
             probe = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]}

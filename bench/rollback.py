@@ -208,7 +208,7 @@ def main() -> None:
         with console.status("starting changeover and pushing two versions…"):
             server.start()
             for path in (v1, v2):
-                server.cli("models", "push", str(path), "--name", "m", check=True)
+                server.cli("models", "push", str(path), "--name", "m", "--trust", check=True)  # python: code
         infer_url = f"{server.url}/v2/models/m/infer"
         api = httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30)
         probe = httpx.Client(timeout=10)

@@ -376,8 +376,9 @@ def main() -> None:
             from changeover.cli.client import Client  # the CLI's own client, in-process (no CLI start-ups)
 
             pusher = Client(url=server.url, token=TOKEN)
-            for path in (v1, v2, hang):  # the tree holds a type outside skops' default trusted set: ours
-                pusher.push(path, name="m", labels={}, runtime=None, trust=path == v2)
+            for path in (v1, v2, hang):  # the tree holds a type outside skops' default trusted set; hang is code
+                pusher.push(path, name="m", labels={}, runtime=None, trust=path == hang,
+                            trust_types=("sklearn.tree._tree.Tree",) if path == v2 else ())
             pusher.close()
         assert server.proc is not None
         pid = server.proc.pid

@@ -72,7 +72,8 @@ class Server:
         self.store = Store(settings.store_url)
         private_files(settings.home)
         self.registry = Registry(self.store, open_artifacts(settings.artifacts, settings.artifacts_dir, engine=self.store.engine,
-                                                           options=settings.artifacts_options))
+                                                           options=settings.artifacts_options),
+                                 trusted_folders=settings.trusted_folders, skops_trusted_types=settings.skops_trusted_types)
         self.gateway = Gateway(self.store, self.registry, settings)
         self.grpc = GrpcEndpoints(self.gateway.plane, settings.max_body_bytes)
         self.controller = Controller(self.store, tick_s=settings.controller_tick_s)

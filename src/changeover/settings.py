@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _list(value: Any, separator: str) -> Any:
+    """A list setting from the environment: a JSON list, or items joined by ``separator``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(separator) if item.strip()]
 
 
 class Settings(BaseSettings):
@@ -95,6 +107,26 @@ class Settings(BaseSettings):
 
     trust_pickle: bool = False
     """Allow pickle artifacts whose version was not pushed with --trust (never recommended)."""
+
+    trusted_folders: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Folders on the server's disk whose python-runtime models the operator trusts: a python
+    folder pushed from inside one (and holding the same bytes there) needs no ``--trust``; its
+    predictor is code that runs in the server. A JSON list, or paths joined by ``:``."""
+
+    skops_trusted_types: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Types trusted in every skops push, beside skops' own trusted set (e.g.
+    ``sklearn.tree._tree.Tree`` for tree models); a push records the ones its file needed, and
+    every later load of that version trusts exactly those. A JSON list, or names joined by ``,``."""
+
+    @field_validator("trusted_folders", mode="before")
+    @classmethod
+    def _folders(cls, value: Any) -> Any:
+        return _list(value, os.pathsep)
+
+    @field_validator("skops_trusted_types", mode="before")
+    @classmethod
+    def _types(cls, value: Any) -> Any:
+        return _list(value, ",")
 
     @cached_property
     def store_url(self) -> str:

@@ -24,7 +24,7 @@ def test_every_file_in_the_home_is_the_owners_alone(tmp_path: Path) -> None:
         for path in [folder, *folder.rglob("*")]:  # a folder as users have them: readable by all
             path.chmod(0o755 if path.is_dir() else 0o644)
         pusher = Client(url=server.url, token=TOKEN)
-        pusher.push(folder, name="m", labels={}, runtime=None, trust=False)
+        pusher.push(folder, name="m", labels={}, runtime=None, trust=True)
         pusher.close()
     finally:
         server.stop()

@@ -128,7 +128,7 @@ def test_openapi_lists_the_management_paths(server: ServerProcess) -> None:
 def test_push_show_alias_and_events_over_http(admin: httpx.Client, folder: Path) -> None:
     body = tarball(folder)
     http = admin
-    params = {"filename": "triple.tar.gz", "folder": "true", "label": ["team=api", "tier=gold"]}
+    params = {"filename": "triple.tar.gz", "folder": "true", "trust": "true", "label": ["team=api", "tier=gold"]}
     created = http.post("/api/models/triple/versions", params=params, content=body,
                         headers={"x-changeover-actor": "alice"})
     assert created.status_code == 201, created.text
@@ -199,7 +199,7 @@ def test_management_errors_are_clear(
     admin: httpx.Client, folder: Path, method: str, path: str, kwargs: dict, status: int, needle: str | None
 ) -> None:
     if admin.get("/api/models/triple").status_code == 404:  # independent of test order
-        admin.post("/api/models/triple/versions", params={"filename": "t.tar.gz", "folder": "true"},
+        admin.post("/api/models/triple/versions", params={"filename": "t.tar.gz", "folder": "true", "trust": "true"},
                    content=tarball(folder)).raise_for_status()
     response = admin.request(method, path, **kwargs)
     assert response.status_code == status, response.text

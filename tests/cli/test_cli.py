@@ -65,7 +65,7 @@ def test_the_console_script_is_installed_and_helps() -> None:
 
 
 def test_a_session_with_the_console_script(server: ServerProcess, models: dict[str, Path]) -> None:
-    pushed = script(server, "models", "push", str(models["plus"]), "--name", "calc", "--label", "owner=cli")
+    pushed = script(server, "models", "push", str(models["plus"]), "--name", "calc", "--trust", "--label", "owner=cli")
     assert pushed.returncode == 0, pushed.stderr
     assert "pushed calc v1 (python" in pushed.stdout
     moved = run(server, "alias", "set", "calc", "champion", "1", "--reason", "ship it")
@@ -83,7 +83,7 @@ def test_a_session_with_the_console_script(server: ServerProcess, models: dict[s
 
 
 def test_every_listing_takes_json(server: ServerProcess, models: dict[str, Path]) -> None:
-    pushed = run(server, "models", "push", str(models["times"]), "--name", "listing", "--json")
+    pushed = run(server, "models", "push", str(models["times"]), "--name", "listing", "--trust", "--json")
     assert pushed.exit_code == 0, pushed.stderr
     assert json.loads(pushed.stdout)["version"] == 1
     moved = run(server, "alias", "set", "listing", "champion", "1", "--json")
@@ -107,7 +107,7 @@ def test_every_listing_takes_json(server: ServerProcess, models: dict[str, Path]
 
 
 def test_tables_without_json(server: ServerProcess, models: dict[str, Path]) -> None:
-    run(server, "models", "push", str(models["plus"]), "--name", "tabled")
+    run(server, "models", "push", str(models["plus"]), "--name", "tabled", "--trust")
     listing = run(server, "models", "list")
     assert listing.exit_code == 0
     assert "model" in listing.stdout and "tabled" in listing.stdout

@@ -164,7 +164,7 @@ def test_a_better_ranker_walks_the_whole_road_over_http(tmp_path: Path) -> None:
     with running_server(tmp_path / "home", env={"COLUMNS": "250", "CHANGEOVER_RECORD_RATE": "0.2"}) as srv:
         # push (the CLI is an HTTP client of the management API), v1 champion
         for number, path in ((1, v1), (2, v2)):
-            pushed = json.loads(srv.cli("models", "push", str(path), "--name", MODEL, "--json", check=True).stdout)
+            pushed = json.loads(srv.cli("models", "push", str(path), "--name", MODEL, "--trust", "--json", check=True).stdout)
             assert pushed["version"] == number
         srv.cli("alias", "set", MODEL, "champion", "1", check=True)
 

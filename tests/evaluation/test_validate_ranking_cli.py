@@ -87,11 +87,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         try:
             for number, config in enumerate([{"noise": 0.6}, {"noise": 0.0}, {"noise": 0.0, "reverse_region": 1}], 1):
                 pushed = pusher.push(recommender(root / f"v{number}", **config), name="recs", labels={}, runtime=None,
-                                     trust=False)
+                                     trust=True)
                 assert pushed["version"] == number
             scorer = python_model(root / "scorer", "return inputs['x'].sum(axis=1)",
                                   outputs="[{name: score, datatype: FP64, shape: [-1]}]")
-            assert pusher.push(scorer, name="recs", labels={}, runtime=None, trust=False)["version"] == 4
+            assert pusher.push(scorer, name="recs", labels={}, runtime=None, trust=True)["version"] == 4
         finally:
             pusher.close()
         with srv.client() as api:

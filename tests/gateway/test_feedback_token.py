@@ -21,7 +21,7 @@ def test_feedback_needs_its_own_token_when_one_is_set(tmp_path: Path) -> None:
     try:
         pusher = Client(url=server.url, token=TOKEN)
         pusher.push(python_model(tmp_path / "v1", "return {'y': inputs['x'].sum(axis=1)}", outputs=Y), name="m",
-                    labels={}, runtime=None, trust=False)
+                    labels={}, runtime=None, trust=True)
         pusher.close()
         with server.client() as api:
             api.put("/api/models/m/aliases/champion", json={"version": 1}).raise_for_status()

@@ -58,10 +58,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with running_server(root / "home", grpc_port=0) as srv:
         srv.cli("models", "push", str(v1), "--name", "cancer", check=True)
         srv.cli("alias", "set", "cancer", "champion", "1", check=True)
-        srv.cli("models", "push", str(mixed), "--name", "mixed", check=True)
+        srv.cli("models", "push", str(mixed), "--name", "mixed", "--trust", check=True)
         srv.cli("alias", "set", "mixed", "champion", "1", check=True)
         for folder in constant:
-            srv.cli("models", "push", str(folder), "--name", "m", check=True)
+            srv.cli("models", "push", str(folder), "--name", "m", "--trust", check=True)
         srv.cli("alias", "set", "m", "champion", "1", check=True)
         yield srv
 

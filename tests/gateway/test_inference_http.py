@@ -89,27 +89,27 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 inputs="[{name: a, datatype: FP32, shape: [-1, 2]}, {name: b, datatype: INT64, shape: [-1]},"
                        " {name: flag, datatype: BOOL, shape: [-1]}, {name: word, datatype: BYTES, shape: [-1]}]",
                 outputs="[{name: total, datatype: FP64, shape: [-1]}, {name: shout, datatype: BYTES, shape: [-1]}]",
-            ), False)],
+            ), True)],
             "boom": [(python_model(
                 root / "boom",
                 "if (inputs['x'] < 0).any():\n    raise ValueError('negative input, secret=hunter2')\n"
                 "return inputs['x'].sum(axis=1)",
-            ), False)],
-            "nan": [(python_model(root / "nan", "return np.full(len(inputs['x']), np.nan)"), False)],
+            ), True)],
+            "nan": [(python_model(root / "nan", "return np.full(len(inputs['x']), np.nan)"), True)],
         }
         for datatype, (_, shape, _) in ECHO.items():
-            models[f"echo-{datatype.lower()}"] = [(echo_model(root, datatype, shape), False)]
+            models[f"echo-{datatype.lower()}"] = [(echo_model(root, datatype, shape), True)]
         # v2 narrows the input: it refuses today's FP64 requests; v2 of "widen" takes FP32 as FP64
-        models["narrow"] = [(echo_model(root / "narrow1", "FP64", [2, 2]), False),
-                            (echo_model(root / "narrow2", "FP32", [2, 2]), False)]
-        models["widen"] = [(echo_model(root / "widen1", "FP32", [2, 2]), False),
-                           (echo_model(root / "widen2", "FP64", [2, 2]), False)]
+        models["narrow"] = [(echo_model(root / "narrow1", "FP64", [2, 2]), True),
+                            (echo_model(root / "narrow2", "FP32", [2, 2]), True)]
+        models["widen"] = [(echo_model(root / "widen1", "FP32", [2, 2]), True),
+                           (echo_model(root / "widen2", "FP64", [2, 2]), True)]
         for name, versions in models.items():
             for path, trust in versions:
                 client.push(path, name=name, labels={}, runtime=None, trust=trust)
             admin.put(f"/api/models/{name}/aliases/champion", json={"version": 1}).raise_for_status()
         # a model whose NaN means "no score", said so at push
-        client.push(models["nan"][0][0], name="nan-ok", labels={"allow_nonfinite": "true"}, runtime=None, trust=False)
+        client.push(models["nan"][0][0], name="nan-ok", labels={"allow_nonfinite": "true"}, runtime=None, trust=True)
         admin.put("/api/models/nan-ok/aliases/champion", json={"version": 1}).raise_for_status()
         proxy = root / "proxy"
         proxy.mkdir()

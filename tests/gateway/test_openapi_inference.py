@@ -53,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     }
     with running_server(root / "home", env={"CHANGEOVER_MAX_BODY_BYTES": str(64 * 1024)}) as srv:
         for name, folder in folders.items():
-            srv.cli("models", "push", str(folder), "--name", name, check=True)
+            srv.cli("models", "push", str(folder), "--name", name, "--trust", check=True)
             srv.cli("alias", "set", name, "champion", "1", check=True)
         with srv.client() as admin:
             deadline = time.monotonic() + 20

@@ -38,8 +38,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with running_server(root / "home", env={"COLUMNS": "250"}) as srv:
         pusher = Client(url=srv.url, token=TOKEN)
         try:
-            assert pusher.push(EXAMPLE, name="recs", labels={}, runtime=None, trust=False)["version"] == 1
-            assert pusher.push(long, name="long", labels={}, runtime=None, trust=False)["version"] == 1
+            assert pusher.push(EXAMPLE, name="recs", labels={}, runtime=None, trust=True)["version"] == 1
+            assert pusher.push(long, name="long", labels={}, runtime=None, trust=True)["version"] == 1
         finally:
             pusher.close()
         with srv.client() as api:
@@ -132,7 +132,7 @@ def test_a_declared_role_the_tensor_cannot_hold_is_refused_at_push(server: Serve
     bad = python_model(tmp_path / "bad", "return {'items': np.zeros((len(inputs['user_id']), 3))}",
                        inputs="[{name: user_id, datatype: INT64, shape: [-1]}]",
                        outputs="[{name: items, datatype: FP32, shape: [-1, 3], role: ranking}]")
-    result = server.cli("models", "push", str(bad), "--name", "bad-ranker")
+    result = server.cli("models", "push", str(bad), "--name", "bad-ranker", "--trust")
     assert result.returncode == 2, result.stdout + result.stderr
     message = " ".join(result.stderr.split())
     assert "'items'" in message and "role ranking holds item ids" in message

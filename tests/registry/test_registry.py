@@ -154,19 +154,19 @@ def test_push_numbers_versions_and_the_same_bytes_return_the_existing_one(server
 
 
 def test_labels_are_kept_with_the_version(server: ServerProcess, files: Files) -> None:
-    data = cli_json(server, "models", "push", files.folder, "--name", "labelled", "--label", "team=search",
+    data = cli_json(server, "models", "push", files.folder, "--name", "labelled", "--trust", "--label", "team=search",
                     "--label", "dataset=bc-2024")
     assert isinstance(data, dict) and data["labels"] == {"team": "search", "dataset": "bc-2024"}
     shown = cli_json(server, "models", "show", "labelled@1")
     assert isinstance(shown, dict) and shown["labels"] == {"team": "search", "dataset": "bc-2024"}
     table = cli(server, "models", "show", "labelled").stdout
     assert "team=search" in table and "dataset=bc-2024" in table
-    bad = cli(server, "models", "push", files.folder, "--name", "labelled", "--label", "no-equals-sign", code=2)
+    bad = cli(server, "models", "push", files.folder, "--name", "labelled", "--trust", "--label", "no-equals-sign", code=2)
     assert "k=v" in bad.stderr
 
 
 def test_an_invalid_model_name_is_refused(server: ServerProcess, files: Files) -> None:
-    result = cli(server, "models", "push", files.folder, "--name", "bad name!", code=2)
+    result = cli(server, "models", "push", files.folder, "--name", "bad name!", "--trust", code=2)
     assert "name" in result.stderr
 
 
@@ -212,7 +212,7 @@ def test_runtime_can_be_given_when_the_file_does_not_tell(server: ServerProcess,
 
 
 def test_python_folder_runtime_with_its_declared_signature(server: ServerProcess, files: Files) -> None:
-    data = cli_json(server, "models", "push", files.folder, "--name", "double")
+    data = cli_json(server, "models", "push", files.folder, "--name", "double", "--trust")
     assert isinstance(data, dict)
     assert data["runtime"] == "python"
     assert data["signature"] == {
@@ -243,7 +243,8 @@ def test_pickles_are_refused_without_trust_and_recorded_as_trusted_with_it(
     assert data["signature"]["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}]
     assert "pickle (trusted)" in cli(server, "models", "show", name).stdout
     push_event = [e for e in cli_json(server, "events", name) if e["kind"] == "push"]  # type: ignore[union-attr]
-    assert push_event and "TRUSTED" in push_event[-1]["message"]
+    assert push_event and push_event[-1]["message"].endswith("; trusted: whole file (--trust by cli)")
+    assert push_event[-1]["evidence"]["trust"] == "--trust"
     cli(server, "alias", "set", name, "champion", "1")
     x, _ = breast_cancer()
     response = infer(server, name, "input", x[:3, :4], "FP64")
@@ -256,6 +257,8 @@ def test_skops_with_an_untrusted_type_is_refused_naming_the_type(server: ServerP
     cli(server, "models", "show", "tree", code=2)
     data = cli_json(server, "models", "push", files.tree, "--name", "tree", "--trust")
     assert isinstance(data, dict) and (data["runtime"], data["trusted"]) == ("skops", True)
+    message = [e for e in cli_json(server, "events", "tree") if e["kind"] == "push"][-1]["message"]  # type: ignore[union-attr]
+    assert message.endswith("; trusted: whole file (--trust by cli)") and "pickle" not in message.lower()
     cli(server, "alias", "set", "tree", "champion", "1")
     x, _ = breast_cancer()
     response = infer(server, "tree", "input", x[:5], "FP64")

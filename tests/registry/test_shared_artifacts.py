@@ -206,7 +206,7 @@ def test_a_deleted_blob_is_missing_and_a_changed_one_tampered(kind: str, tmp_pat
     records = {}
     for factor in (1, 2, 3, 4):
         folder = python_model(tmp_path / f"m{factor}", f"return {{'y': inputs['x'].sum(axis=1) * {factor}}}")
-        records[factor], _ = registry.push(folder, name="m")
+        records[factor], _ = registry.push(folder, name="m", trust=True)
     model = registry.load(records[1])
     assert model.predict({"x": X})["y"].tolist() == [3.0, 7.0]
     model.close()
@@ -277,7 +277,7 @@ def test_a_replica_serves_what_another_replica_pushed(kind: str, tmp_path: Path,
         try:
             for factor in (2, 3):
                 folder = python_model(tmp_path / f"m{factor}", f"return {{'y': inputs['x'].sum(axis=1) * {factor}}}")
-                client.push(folder, name="shared", labels={}, runtime=None, trust=False)
+                client.push(folder, name="shared", labels={}, runtime=None, trust=True)
         finally:
             client.close()
         http_a.put("/api/models/shared/aliases/champion", json={"version": 1}).raise_for_status()

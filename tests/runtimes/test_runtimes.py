@@ -183,14 +183,14 @@ def test_onnx_skips_outputs_that_are_not_tensors(tmp_path: Path) -> None:
 
 
 def test_python_folders_answer_one_array_or_a_mapping(tmp_path: Path) -> None:
-    one = load("python", python_model(tmp_path / "one", "return inputs['x'].sum(axis=1)"))
+    one = load("python", python_model(tmp_path / "one", "return inputs['x'].sum(axis=1)"), trusted=True)
     assert one.signature.inputs == (TensorSpec("x", "FP64", (-1, 2)),)
     out = one.predict({"x": np.array([[1.0, 2.0], [3.0, 4.0]])})
     assert list(out) == ["y"] and out["y"].tolist() == [3.0, 7.0]
     two = load("python", python_model(
         tmp_path / "two", "return {'s': inputs['x'].sum(axis=1), 'n': np.full(len(inputs['x']), 2)}",
         outputs="[{name: s, datatype: FP64, shape: [-1]}, {name: n, datatype: INT64, shape: [-1]}]",
-    ))
+    ), trusted=True)
     out = two.predict({"x": np.ones((3, 2))})
     assert out["s"].tolist() == [2.0, 2.0, 2.0] and out["n"].tolist() == [2, 2, 2]
 
@@ -200,7 +200,7 @@ def test_python_predictor_gets_its_folder_and_versions_do_not_share_module_state
     folder = python_model(tmp_path / "state", body)
     (folder / "predictor.py").write_text((folder / "predictor.py").read_text().replace("import time", "import time\nCOUNT = []"))
     (folder / "weights.txt").write_text("41")
-    a, b = load("python", folder), load("python", folder)
+    a, b = load("python", folder, trusted=True), load("python", folder, trusted=True)
     x = np.zeros((1, 2))
     assert a.predict({"x": x})["y"].tolist() == [1.0]
     assert a.predict({"x": x})["y"].tolist() == [2.0]
@@ -225,7 +225,7 @@ def test_python_folders_that_cannot_load_say_why(tmp_path: Path, yaml_text: str,
     for name, text in files.items():
         (folder / name).write_text(text)
     with pytest.raises(ArtifactError, match=needle):
-        load("python", folder)
+        load("python", folder, trusted=True)
 
 
 # ---- pickle -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,20 @@ class Client:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
-    def push(self, path: Path, *, name: str, labels: dict[str, str], runtime: str | None, trust: bool) -> Any:
+    def push(self, path: Path, *, name: str, labels: dict[str, str], runtime: str | None, trust: bool,
+             trust_types: Sequence[str] = ()) -> Any:
+        """``trust``: the whole artifact (a pickle, a python folder, any skops type); ``trust_types``:
+        skops types by name. A folder's absolute path goes along: the server trusts a python folder
+        without ``trust`` when that path is in its CHANGEOVER_TRUSTED_FOLDERS and holds the same bytes."""
         import tempfile
 
         params: dict[str, Any] = {"filename": path.name, "trust": trust, "label": [f"{k}={v}" for k, v in labels.items()]}
         if runtime:
             params["runtime"] = runtime
+        if trust_types:
+            params["trust_type"] = list(trust_types)
+        if path.is_dir():
+            params["origin"] = str(path.resolve())
         with tempfile.TemporaryDirectory() as tmp:
             source = bundle_sidecar(path, Path(tmp))
             if source.is_dir():

@@ -281,8 +281,8 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
         console.print(f"[bold]dashboard: {url}/[/bold]  (token in {home / 'token'})")
 
         step("3. Push the versions and make v1 champion")
-        for path in (p1, p2, p3):
-            r = client.push(path, name="cancer", labels={"data": "breast_cancer"}, runtime=None, trust=False)
+        for path in (p1, p2, p3):  # v3's predictor is code the demo wrote itself: pushed with --trust
+            r = client.push(path, name="cancer", labels={"data": "breast_cancer"}, runtime=None, trust=path == p3)
             console.print(f"pushed cancer v{r['version']}  sha256 {r['sha256'][:12]}  runtime {r['runtime']}")
         client.request("PUT", "/api/models/cancer/aliases/champion", json={"version": 1, "reason": "first release"})
         wait_for_version(url, "cancer", 1, x_test)

@@ -30,8 +30,9 @@ class LoadRequest:
     path: Path  # the verified artifact (file or folder)
     manifest: Manifest
     signature: Signature | None  # the signature recorded at push (None while pushing)
-    trusted: bool  # pickle: pushed with --trust
+    trusted: bool  # the whole artifact is trusted (--trust, or python from an allow-listed folder)
     labels: Mapping[str, str] = field(default_factory=dict)  # the version's labels (remote: its timeout…)
+    trusted_types: tuple[str, ...] = ()  # skops: the types trusted at push (--trust-type), exactly these
 
 
 class Runtime(Protocol):

@@ -1,4 +1,7 @@
-"""A folder with a predictor class (``module:Class`` with ``load(folder)`` and ``predict(inputs)``)."""
+"""A folder with a predictor class (``module:Class`` with ``load(folder)`` and ``predict(inputs)``).
+
+The predictor is code that runs inside the server: a folder loads only when its version is
+trusted (pushed with ``--trust``, or from a folder in ``CHANGEOVER_TRUSTED_FOLDERS``)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from changeover.domain.signature import Signature
-from changeover.errors import ArtifactError
+from changeover.errors import ArtifactError, UntrustedArtifact
 from changeover.runtimes.base import LoadedModel, LoadRequest, Tensors, as_outputs
 
 
@@ -35,6 +38,12 @@ class PythonRuntime:
     name = "python"
 
     def load(self, request: LoadRequest) -> LoadedModel:
+        if not request.trusted:  # before anything of the folder is imported
+            raise UntrustedArtifact(
+                f"{request.path.name} is a python-runtime folder whose version is not trusted: its predictor is "
+                "code. Push it with --trust only if you trust its author, or from a folder in "
+                "CHANGEOVER_TRUSTED_FOLDERS"
+            )
         folder = request.path
         target = request.manifest.predictor
         if not folder.is_dir() or not target or ":" not in target:

@@ -31,7 +31,7 @@ class VersionDeployment:
     """The Ray Serve deployment: loads one version with its inner runtime, in a Ray replica."""
 
     def __init__(self, path: str, inner: str, manifest: dict[str, Any], signature: dict[str, Any] | None,
-                 trusted: bool) -> None:
+                 trusted: bool, trusted_types: tuple[str, ...] = ()) -> None:
         from changeover.runtimes import get_runtime
 
         request = LoadRequest(
@@ -40,6 +40,7 @@ class VersionDeployment:
                               signature=Signature.from_dict(signature) if signature else None),
             signature=Signature.from_dict(signature) if signature else None,
             trusted=trusted,
+            trusted_types=tuple(trusted_types),
         )
         self.model = get_runtime(inner).load(request)
 
@@ -106,7 +107,8 @@ class RayRuntime:
                                            ray_actor_options={"num_cpus": 0})
         app = deployment.bind(str(request.path), inner,
                               {"predictor": manifest.predictor, "artifact": manifest.artifact},
-                              signature.to_dict() if signature else None, request.trusted)
+                              signature.to_dict() if signature else None, request.trusted,
+                              request.trusted_types)
         handle = serve.run(app, name=app_name, route_prefix=None)
         if signature is None:
             signature = Signature.from_dict(handle.signature.remote().result(timeout_s=CALL_TIMEOUT_S))

@@ -49,6 +49,7 @@ versions = Table(
     Column("signature", JSON, nullable=False),
     Column("labels", JSON, nullable=False),
     Column("trusted", Boolean, nullable=False, default=False),
+    Column("trusted_types", JSON, nullable=True),  # skops: the types trusted at push (--trust-type), exactly these
     Column("source", Text, nullable=True),  # where it was pushed from (lineage)
     Column("created_at", Float, nullable=False),
     Column("gate", JSON, nullable=True),  # the offline gate's latest verdict and evidence
