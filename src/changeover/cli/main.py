@@ -90,7 +90,10 @@ def models_push(
     name: Annotated[str, typer.Option("--name", help="Model name", callback=valid_name)],
     label: Annotated[list[str] | None, typer.Option("--label", help="k=v, repeatable")] = None,
     runtime: Annotated[str | None, typer.Option(help="Override the inferred runtime")] = None,
-    trust: Annotated[bool, typer.Option("--trust", help="Allow pickle / untrusted skops types")] = False,
+    trust: Annotated[bool, typer.Option("--trust", help="Trust the whole artifact (a pickle, a python folder, "
+                                                        "any skops type): only if you trust its author")] = False,
+    trust_type: Annotated[list[str] | None, typer.Option("--trust-type", help="Trust one skops type by name, "
+                                                         "e.g. sklearn.tree._tree.Tree (repeatable)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Store an artifact as the model's next version (same bytes: the existing version)."""
@@ -102,7 +105,8 @@ def models_push(
             raise typer.Exit(2)
         labels[key] = value
     try:
-        result = client().push(path, name=name, labels=labels, runtime=runtime, trust=trust)
+        result = client().push(path, name=name, labels=labels, runtime=runtime, trust=trust,
+                               trust_types=trust_type or ())
     except ApiError as exc:
         fail(exc)
         return
