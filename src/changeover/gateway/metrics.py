@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from changeover.web.prometheus import GAUGE_MODE
 
 # with `serve --workers N` (Prometheus' multiprocess mode) a gauge shows the most recent value any
 # live worker set: every worker follows the same policies and reads the same store
-GAUGE_MODE: Final = "livemostrecent"
 
 BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -21,11 +21,11 @@ from sqlalchemy import select
 
 from changeover.domain.rollout_state import Phase
 from changeover.errors import NotFound
-from changeover.gateway.metrics import GAUGE_MODE
 from changeover.monitoring.drift_monitor import current_drift
 from changeover.monitoring.online import RANKING_METRICS, online_report
 from changeover.store import tables as t
 from changeover.store.store import Store
+from changeover.web.prometheus import GAUGE_MODE
 
 __all__ = ["MonitoringMetrics", "latest_rollouts", "register_monitoring_metrics"]
 

@@ -12,9 +12,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from changeover.domain.batching import batch_config
 from changeover.domain.signature import Signature
 from changeover.errors import ArtifactError, ArtifactMissing, ArtifactTampered, InvalidRequest
-from changeover.gateway.batching import batch_config
 from changeover.registry.artifacts import Artifacts, folder_sha256
 from changeover.registry.manifest import Manifest, bundle_sidecar, read_manifest
 from changeover.registry.trust import (
