@@ -1,6 +1,10 @@
 """The controller: a reconcile loop that turns desired state (aliases, rollouts) into traffic
 policies. Each tick reads, decides in pure code, and writes the policy and its event in one
-transaction. It never dies: an error becomes an event and the next tick tries again."""
+transaction. It never dies: an error becomes an event and the next tick tries again.
+
+A change of desired state wakes it at once, whichever replica took the write: the API wakes its
+own process' controller (`wake`), which rings the others (`store/desired.py`) from this thread;
+the leader hears the ring and ticks."""
 
 from __future__ import annotations
 
@@ -17,11 +21,13 @@ from changeover.control.shadow_analysis import shadow_verdict
 from changeover.domain.champion import policy_for_aliases
 from changeover.domain.policy import TrafficPolicy
 from changeover.store import shadows as shadow_store
+from changeover.store.desired import DesiredStateBell
 from changeover.store.store import Store
 
 log = logging.getLogger(__name__)
 
 LEASE = "controller"
+SIGNAL_LOOK_S = 0.1  # on one SQLite file, how often a waiting controller looks whether another rang
 
 Reconciler = Callable[[str], list[TrafficPolicy]]
 
@@ -32,30 +38,43 @@ class Controller:
         self.tick_s = tick_s
         self.holder = holder or f"controller-{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
+        self._asked = threading.Event()  # desired state changed through this process: ring the others
         self._stop = threading.Event()
+        self.bell = DesiredStateBell(store, self.holder)
         self._thread = threading.Thread(target=self._run, name="changeover-controller", daemon=True)
         self.rollouts: object | None = None  # the rollout reconciler (control/rollouts.py), set by the server
         self.ticks = 0
         self.leading = False
 
     def start(self) -> None:
+        self.bell.listen(self._wake.set)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
+        self.bell.close()
         if self.leading:
             with contextlib.suppress(Exception):
                 lease.release(self.store, LEASE, self.holder)
 
     def wake(self) -> None:
-        """Act now on a change of desired state, not at the next timer tick."""
+        """Act now on a change of desired state, not at the next timer tick; and tell the
+        other replicas' controllers, one of which may lead. Called on the event loop: the ring,
+        a round trip to the store, is left to this controller's thread."""
+        self._asked.set()
         self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
+            if self._asked.is_set():
+                self._asked.clear()
+                try:
+                    self.bell.ring()
+                except Exception as exc:  # the store is away: the leader's next tick sees the change
+                    log.warning("could not ring the other controllers: %s", exc)
             try:
                 self.tick()
             except Exception as exc:  # the loop never dies
@@ -63,7 +82,18 @@ class Controller:
                 with contextlib.suppress(Exception):
                     self.store.add_event("controller_error", f"controller tick failed: {exc}", actor=self.holder,
                                          dedup=None)
+            self._wait()
+
+    def _wait(self) -> None:
+        """Until the next tick, a wake, or (on one SQLite file) another process' ring."""
+        if self.bell.file is None:
             self._wake.wait(self.tick_s)
+            return
+        deadline = time.monotonic() + self.tick_s
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake.wait(min(left, SIGNAL_LOOK_S)) or self.bell.rung():
+                return
 
     def tick(self) -> None:
         self.leading = lease.acquire(self.store, LEASE, self.holder, ttl_s=max(5.0, self.tick_s * 5))
