@@ -56,6 +56,12 @@ def private_files(home: Path) -> None:
                 path.chmod(mode & 0o700)
 
 
+def announce_token(token_file: Path) -> None:
+    """Where a generated token is: never the token itself, which logs keep and terminals share."""
+    print(f"changeover: generated a management token, kept in {token_file} (mode 0600); the CLI and the "
+          "Python client on this machine read it from there", file=sys.stderr, flush=True)
+
+
 class Server:
     """Every long-lived part of one ``serve`` process."""
 
@@ -65,8 +71,7 @@ class Server:
         private_home(settings.home)
         token, generated = ensure_token(settings.token, settings.token_file)
         if generated:
-            print(f"changeover: generated a management token (kept in {settings.token_file}, mode 0600):\n  {token}",
-                  file=sys.stderr, flush=True)
+            announce_token(settings.token_file)
         self.token = token
         settings.token = token
         self.store = Store(settings.store_url)
@@ -179,10 +184,9 @@ def prepare_workers(settings: Settings, host: str) -> None:
     raced by N processes), Prometheus' multiprocess folder emptied, and what the workers need
     to know put in the environment they inherit."""
     private_home(settings.home)
-    token, generated = ensure_token(settings.token, settings.token_file)
+    _, generated = ensure_token(settings.token, settings.token_file)
     if generated:
-        print(f"changeover: generated a management token (kept in {settings.token_file}, mode 0600):\n  {token}",
-              file=sys.stderr, flush=True)
+        announce_token(settings.token_file)
     Store(settings.store_url).close()  # migrations, once
     folder = settings.home / "prometheus"
     shutil.rmtree(folder, ignore_errors=True)

@@ -33,3 +33,25 @@ def test_every_file_in_the_home_is_the_owners_alone(tmp_path: Path) -> None:
              if stat.S_IMODE(p.stat().st_mode) & 0o077 and not p.name.startswith("server-")]
     assert loose == []
     assert stat.S_IMODE((home / "store.db").stat().st_mode) == 0o600
+
+
+def test_a_generated_token_is_kept_in_its_file_and_never_printed(tmp_path: Path) -> None:
+    """The token was printed to stderr when generated: into every log that keeps a server's output."""
+    import os
+
+    home = tmp_path / "home"
+    server = ServerProcess(home)
+    server.env = {k: v for k, v in server.env.items() if k != "CHANGEOVER_TOKEN"}
+    server.start()
+    try:
+        token = (home / "token").read_text().strip()
+        assert len(token) >= 32
+        assert stat.S_IMODE(os.stat(home / "token").st_mode) == 0o600
+        import httpx
+
+        assert httpx.get(f"{server.url}/api/status", headers={"authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "generated a management token" in log and str(home / "token") in log
+    assert token not in log
