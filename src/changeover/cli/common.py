@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Column
 
 from changeover.cli.client import ApiError, Client, name_problem
 
@@ -31,6 +34,36 @@ ModelName = Annotated[str, typer.Argument(help="Model name", callback=valid_name
 
 def client() -> Client:
     return Client()
+
+
+def wrapped(header: str) -> Column:
+    """A table column for evidence and messages: long text wraps, and a word longer than the
+    column folds onto the next line, instead of being cut ("max 1.2; Mann-Wh…")."""
+    return Column(header, overflow="fold", no_wrap=False, ratio=1)
+
+
+_STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr, with the seconds since the command started, when stdout
+    is not a terminal: piped or in CI there is no live view or spinner to show that a long
+    command is alive and where it is (stderr, so that --json and tables on stdout stay clean)."""
+    if not console.is_terminal:
+        err.print(f"[{time.monotonic() - _STARTED:6.1f}s] {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def working(message: str) -> Iterator[None]:
+    """A spinner on a terminal; otherwise a progress line at the start and one at the end."""
+    if console.is_terminal:
+        with console.status(message):
+            yield
+        return
+    started = time.monotonic()
+    progress(message)
+    yield
+    progress(f"{message.rstrip('…. ')}: done in {time.monotonic() - started:.1f}s")
 
 
 EXIT_FAILED = 1  # the server could not do it (5xx, unreachable)

@@ -9,7 +9,18 @@ import typer
 from rich.table import Table
 
 from changeover.cli.client import ApiError
-from changeover.cli.common import JsonOpt, ModelName, client, console, err, fail, print_json, split_ref
+from changeover.cli.common import (
+    JsonOpt,
+    ModelName,
+    client,
+    console,
+    err,
+    fail,
+    print_json,
+    split_ref,
+    working,
+    wrapped,
+)
 
 shadow_app = typer.Typer(no_args_is_help=True, help="Shadows: a copy of live traffic, compared request by request.")
 
@@ -40,8 +51,10 @@ def compat(
     """Can the candidate read today's production requests? Signatures, then a replay of recorded traffic."""
     name, version = versioned_ref(ref)
     try:
-        result = client().request("POST", f"/api/models/{name}/versions/{version}/compat",
-                                  params={"against": against, "limit": limit})
+        with working(f"compatibility of {name} v{version} against {against}: signatures, then a replay of up to "
+                     f"{limit} recorded requests…"):
+            result = client().request("POST", f"/api/models/{name}/versions/{version}/compat",
+                                      params={"against": against, "limit": limit})
     except ApiError as exc:
         fail(exc)
         return
@@ -55,7 +68,7 @@ def compat(
 def print_compat(name: str, result: dict[str, Any], *, to: Any = None) -> None:
     """The compatibility step's evidence: signature changes, the replay, the verdict and its causes."""
     out = to or console
-    table = Table("change", "tensor", "detail", "breaking", title=f"{name} v{result['candidate']} against v{result['against']}")
+    table = Table("change", "tensor", wrapped("detail"), "breaking", title=f"{name} v{result['candidate']} against v{result['against']}")
     for c in result["changes"]:
         table.add_row(c["kind"], c["tensor"], c["detail"], "[red]yes" if c["breaking"] else "no")
     if result["changes"]:
@@ -119,7 +132,8 @@ def validate(
     if segment:
         params["segment"] = segment
     try:
-        with console.status(f"gating {name} v{version} on {data.name}…"):
+        with working(f"gating {name} v{version} on {data.name}: both versions predict every row, then the "
+                     "paired bootstrap…"):
             out = client().request("POST", f"/api/models/{name}/versions/{version}/validate", params=params,
                                    content=data.read_bytes())
     except ApiError as exc:
@@ -144,7 +158,7 @@ def print_verdict(result: dict[str, Any]) -> None:
         interval = f"[{_fmt(m.get('ci_low'))}, {_fmt(m.get('ci_high'))}]" if m.get("ci_low") is not None else "-"
         table.add_row(name, _fmt(m.get("candidate")), _fmt(m.get("champion")), _fmt(m.get("diff")), interval)
     console.print(table)
-    rules = Table("rule", "figure", "interval", "passed", "why")
+    rules = Table(wrapped("rule"), "figure", "interval", "passed", wrapped("why"))
     for r in result["rules"]:
         interval = r.get("interval")
         rules.add_row(r["rule"], _fmt(r.get("figure")),

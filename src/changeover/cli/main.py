@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +22,7 @@ from changeover.cli.common import (
     split_ref,
     valid_name,
     when,
+    wrapped,
 )
 from changeover.cli.evaluation import compat, drift, shadow_app, validate
 from changeover.cli.rollout import apply, rollback, rollout_app
@@ -60,11 +63,49 @@ def serve(
 
     settings = Settings() if grpc_port is None else Settings(grpc_port=grpc_port)
     if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
         prepare_workers(settings, host)
-        uvicorn.run("changeover.server:create_worker_app", factory=True, workers=workers, host=host, port=port,
-                    log_level=log_level, access_log=False)
+        config = uvicorn.Config("changeover.server:create_worker_app", factory=True, workers=workers, host=host,
+                                port=port, log_level=log_level, access_log=False)
+        sock = config.bind_socket()  # listening from here; the workers accept on it as each comes up
+        typer.echo(listening_banner(host, sock.getsockname()[1], settings.grpc_port, workers), nl=False)
+        sys.stdout.flush()
+        Multiprocess(config, sockets=[sock]).run()
         return
-    uvicorn.run(create_app(settings, grpc_host=host), host=host, port=port, log_level=log_level, access_log=False)
+
+    class AnnouncingServer(uvicorn.Server):
+        """uvicorn's server, saying where it listens once its startup (and so gRPC's, in the
+        lifespan) is done."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                bound = [s.getsockname()[1] for srv in self.servers for s in (srv.sockets or ())]
+                typer.echo(listening_banner(host, bound[0] if bound else port, settings.grpc_port, 1), nl=False)
+                sys.stdout.flush()
+
+    config = uvicorn.Config(create_app(settings, grpc_host=host), host=host, port=port, log_level=log_level,
+                            access_log=False)
+    server = AnnouncingServer(config)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # as uvicorn.run: it could not start (the port taken, a failed startup)
+
+
+def listening_banner(host: str, port: int, grpc_port: int | None, workers: int) -> str:
+    """Where a started server answers, for the person who started it."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else (
+        f"[{host}]" if ":" in host else host)
+    url = f"http://{shown}:{port}"
+    lines = [f"changeover is listening on {host}:{port}" + (f" ({workers} workers)" if workers > 1 else ""),
+             f"  API        {url}/api/  (OpenAPI {url}/openapi.json, docs {url}/docs)",
+             f"  dashboard  {url}/",
+             f"  metrics    {url}/metrics",
+             f"  inference  {url}/v2/models/{{model}}/infer"]
+    if grpc_port is not None:
+        lines.append(f"  gRPC       {shown}:{grpc_port}")
+    return "\n".join(lines) + "\n"
 
 
 @db_app.command("upgrade")
@@ -197,7 +238,7 @@ def events(name: Annotated[str | None, typer.Argument(help="Only this model")] =
     if as_json:
         print_json(data)
         return
-    table = Table("id", "when", "actor", "model", "kind", "message")
+    table = Table("id", "when", "actor", "model", "kind", wrapped("message"))
     for e in data:
         table.add_row(str(e["id"]), when(e["at"]), e["actor"], e["model"] or "", e["kind"], e["message"])
     console.print(table)

@@ -12,7 +12,19 @@ from rich.live import Live
 from rich.table import Table
 
 from changeover.cli.client import ApiError, Client
-from changeover.cli.common import JsonOpt, ModelName, client, console, err, fail, print_json, when
+from changeover.cli.common import (
+    JsonOpt,
+    ModelName,
+    client,
+    console,
+    err,
+    fail,
+    print_json,
+    progress,
+    when,
+    working,
+    wrapped,
+)
 from changeover.cli.evaluation import print_compat
 
 rollout_app = typer.Typer(no_args_is_help=True,
@@ -36,6 +48,11 @@ def load_spec_file(path: Path) -> dict[str, Any]:
         data_path = Path(gate["data"])
         if not data_path.is_absolute():  # relative to the spec file, as a person reads it
             gate["data"] = str((path.parent / data_path).resolve())
+        if not Path(gate["data"]).is_file():  # a spec error now, not a failed rollout after the compat step
+            relative = "" if data_path.is_absolute() else f" ({gate['data']!r} read from the spec's folder)"
+            err.print("[red]invalid rollout spec[/red]:")
+            err.print(f"  gate.data: no such file: {str(data_path)!r}{relative}", markup=False, soft_wrap=True)
+            raise typer.Exit(2)
     return data
 
 
@@ -43,7 +60,9 @@ def start_rollout(c: Client, spec: dict[str, Any]) -> dict[str, Any]:
     """Start a rollout, or exit: 2 for a spec that is wrong (or cannot be judged for this
     model), 1 when the candidate fails the compatibility step (with its evidence)."""
     try:
-        created: dict[str, Any] = c.request("POST", "/api/rollouts", json={"spec": spec})
+        with working(f"starting the rollout of {spec.get('model')} {spec.get('candidate')}: checking the spec and "
+                     "replaying recorded requests through the candidate…"):
+            created: dict[str, Any] = c.request("POST", "/api/rollouts", json={"spec": spec})
     except ApiError as exc:
         if exc.status == 422 and isinstance(exc.body, dict) and exc.body.get("problems"):
             err.print("[red]invalid rollout spec[/red]:")
@@ -74,27 +93,15 @@ def start_rollout(c: Client, spec: dict[str, Any]) -> dict[str, Any]:
 def view(r: dict[str, Any]) -> Table:
     """The live view: phase, step, weight, and the latest verdicts with their evidence."""
     s = r["status"]
-    table = Table(title=f"{r['model']} rollout {r['id']}: v{s.get('candidate_version')} against v{s.get('champion_version')}")
-    table.add_column("phase")
-    table.add_column("step")
-    table.add_column("weight")
-    table.add_column("message", overflow="fold")
+    table = Table("phase", "step", "weight", wrapped("message"),
+                  title=f"{r['model']} rollout {r['id']}: v{s.get('candidate_version')} against v{s.get('champion_version')}")
     steps = (r["spec"].get("canary") or {}).get("steps") or []
     step = f"{s['step_index'] + 1}/{len(steps)}" if s.get("step_index", -1) >= 0 and steps else "-"
     table.add_row(s["phase"], step, f"{s.get('weight', 0):g}%", s.get("message", ""))
-    verdicts = Table("when", "kind", "outcome", "evidence", title="verdicts")
+    verdicts = Table("when", "kind", "outcome", wrapped("evidence"), title="verdicts", expand=True)
     for a in r.get("analyses", [])[-8:]:
-        ev = a["evidence"] or {}
-        nested: dict[str, Any] = ev["verdict"] if isinstance(ev.get("verdict"), dict) else {}
-        checks = ev.get("checks") or nested.get("checks") or ev.get("rules") or []
-        if ev.get("error"):
-            checks = [{"reason": ev["error"]}]
-        samples = ""
-        if "canary" in ev and isinstance(ev["canary"], dict):
-            samples = f"n={ev['canary'].get('requests')} vs {ev['baseline'].get('requests')}; "
-        text = samples + "; ".join(str(c.get("reason", "")) for c in checks)[:300]
         colour = {"pass": "green", "fail": "red"}.get(a["outcome"], "yellow")
-        verdicts.add_row(when(a["at"]), a["kind"], f"[{colour}]{a['outcome']}", text)
+        verdicts.add_row(when(a["at"]), a["kind"], f"[{colour}]{a['outcome']}", evidence_text(a))
     outer = Table.grid()
     outer.add_row(table)
     if r.get("analyses"):
@@ -102,9 +109,53 @@ def view(r: dict[str, Any]) -> Table:
     return outer
 
 
-def follow(c: Client, rid: int, timeout: float | None = None) -> dict[str, Any]:
+def evidence_text(a: dict[str, Any]) -> str:
+    """An analysis's evidence as one text: the samples, then every check's reason, whole."""
+    ev = a["evidence"] or {}
+    nested: dict[str, Any] = ev["verdict"] if isinstance(ev.get("verdict"), dict) else {}
+    checks = ev.get("checks") or nested.get("checks") or ev.get("rules") or []
+    if ev.get("error"):
+        checks = [{"reason": ev["error"]}]
+    samples = ""
+    if "canary" in ev and isinstance(ev["canary"], dict):
+        samples = f"n={ev['canary'].get('requests')} vs {(ev.get('baseline') or {}).get('requests')}; "
+    return samples + "; ".join(str(c.get("reason", "")) for c in checks)
+
+
+def progress_lines(r: dict[str, Any], seen: int, last: str) -> tuple[list[str], int, str]:
+    """What changed since the last look, as lines: the phase, step and weight when they moved,
+    then each new verdict with its evidence. Returns the lines, the verdicts seen, the state."""
+    s = r["status"]
+    steps = (r["spec"].get("canary") or {}).get("steps") or []
+    step = f", step {s['step_index'] + 1}/{len(steps)}" if s.get("step_index", -1) >= 0 and steps else ""
+    state = f"{r['model']} rollout {r['id']}: {s['phase']}{step}, candidate at {s.get('weight', 0):g}%"
+    state += f" — {s['message']}" if s.get("message") else ""
+    lines = [state] if state != last else []
+    analyses = r.get("analyses") or []
+    lines += [f"{a['kind']} verdict: {a['outcome']} — {evidence_text(a)}" for a in analyses[seen:]]
+    return lines, len(analyses), state
+
+
+def follow(c: Client, rid: int, timeout: float | None = None, *, lines_to: Any = None) -> dict[str, Any]:
+    """Watch a rollout until it ends (or ``timeout``): a live view on a terminal; otherwise a
+    progress line whenever something changes (on ``lines_to``, stderr by default), then the view once."""
     deadline = time.monotonic() + timeout if timeout else None
     r = c.get(f"/api/rollouts/{rid}")
+    if not console.is_terminal:
+        seen, last = 0, ""
+        while True:
+            lines, seen, last = progress_lines(r, seen, last)
+            for line in lines:
+                if lines_to is None:
+                    progress(line)
+                else:
+                    lines_to.print(line, markup=False, highlight=False, soft_wrap=True)
+            if r["status"]["phase"] in ENDED or (deadline and time.monotonic() > deadline):
+                break
+            time.sleep(0.5)
+            r = c.get(f"/api/rollouts/{rid}")
+        console.print(view(r))
+        return r
     with Live(view(r), console=console, refresh_per_second=4) as live:
         while r["status"]["phase"] not in ENDED:
             if deadline and time.monotonic() > deadline:
