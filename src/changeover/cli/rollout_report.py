@@ -51,7 +51,10 @@ th,td{border-bottom:1px solid #ddd;padding:.3rem .45rem;text-align:left;vertical
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .ok{color:#2a9d4b;font-weight:600}.ko{color:#c0392b;font-weight:600}.un{color:#b7950b;font-weight:600}
 figure.chart{margin:1rem 0}figure.chart svg{width:100%;height:auto}figcaption{color:#555;font-size:.85rem}
-details pre{background:#f6f6f6;padding:.5rem;overflow:auto;max-height:24rem;font-size:.75rem}
+details pre{background:#f6f6f6;padding:.5rem;overflow:auto;max-height:24rem;font-size:.75rem;white-space:pre-wrap;
+overflow-wrap:anywhere}
+table.decisions{table-layout:fixed}table.decisions th:nth-child(1){width:4.5rem}
+table.decisions th:nth-child(2){width:9rem}table.decisions th:nth-child(3){width:9rem}
 .muted{color:#777}
 """
 
