@@ -4,8 +4,9 @@
 #   make system-deps   Debian packages the tests need (postgresql, chromium)
 #   make test          pytest (the PostgreSQL server is started by tests/postgres_fixture.py)
 #   make lint          ruff + mypy
-#   make demo ARGS=..  changeover demo
+#   make demo ARGS=..  changeover demo (installs the package alone, no test extras)
 #   make bench         every benchmark script under bench/
+#   make chaos         the long chaos tests (fuzzing, races, kill -9, disk full) and their table
 #   make clean
 #
 # CI runs `bash .ci/run`, which runs `make test` on a fresh clone as root.
@@ -17,6 +18,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.changeover-installed
+DEMO_STAMP := $(VENV)/.changeover-demo-installed
 # KServe's Python SDK, for the protocol conformance tests: a venv of its own, as kserve pins
 # pandas and protobuf below what changeover uses
 KSERVE_VENV := .venv-kserve
@@ -31,19 +33,31 @@ BENCH_SCRIPTS ?= bench/serving.py bench/judge_simulation.py bench/canary_failfas
 # (/usr/lib/postgresql/*/bin/initdb) and chromium (on PATH).
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 
-.PHONY: venv system-deps test lint demo bench clean
+.PHONY: venv system-deps test lint demo bench chaos clean
 
 venv: $(STAMP)
 
-# The stamp depends on pyproject.toml, so a change of dependencies reinstalls.
-$(STAMP): pyproject.toml
+# Python >= 3.11 and .venv, for both stamps below.
+define make_venv
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "changeover needs Python >= 3.11; $(PYTHON) is " + sys.version.split()[0] + " (set PYTHON=...)")'
 	@if [ ! -x $(VPY) ]; then \
 	  echo "+ $(PYTHON) -m venv $(VENV)"; \
 	  $(PYTHON) -m venv $(VENV) || { echo "venv: '$(PYTHON) -m venv' failed (on Debian: apt-get install python3-venv)" >&2; exit 1; }; \
 	fi
 	$(VPY) -m pip install --upgrade pip
+endef
+
+# The stamp depends on pyproject.toml, so a change of dependencies reinstalls.
+$(STAMP): pyproject.toml
+	$(make_venv)
 	$(VPY) -m pip install -e '.[test]'
+	@touch $@
+
+# The demo needs the package alone (scikit-learn, skops, the server): not the test extras (Ray,
+# Playwright, tritonclient, MLflow...), which would take most of a first `make demo`.
+$(DEMO_STAMP): pyproject.toml
+	$(make_venv)
+	$(VPY) -m pip install -e .
 	@touch $@
 
 system-deps:
@@ -79,7 +93,7 @@ lint: venv
 	echo "+ $(VENV)/bin/mypy src"; $(VENV)/bin/mypy src || rc=1; \
 	exit $$rc
 
-demo: venv
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/changeover demo $(ARGS)
 
 bench: venv
@@ -89,6 +103,13 @@ bench: venv
 	  echo "== $$script"; \
 	  $(VPY) $$script; \
 	done
+
+# The long versions of tests/chaos (issue 13): >= 1,000 schemathesis cases, every management
+# write pair raced on SQLite and PostgreSQL, kill -9 ten times at each rollout phase, the disk
+# filled and freed (a tmpfs home: needs root); one Rich table of what was tried and survived.
+# `make test` runs the same tests at their short scale.  make chaos ARGS="-k races"
+chaos: venv system-deps
+	$(VPY) bench/chaos.py $(ARGS)
 
 # The data plane side by side: bare Starlette, changeover (champion, 10% canary, shadow,
 # hanging shadow) and MLServer (its own venv, bench/.venv-mlserver, made on first use).
