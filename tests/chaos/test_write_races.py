@@ -65,7 +65,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         with srv.client() as api:
             for number in range(1, 5):
                 assert push(api, root, number).status_code == 201
-            api.put(f"/api/models/{MODEL}/aliases/champion", json={"version": 1}).raise_for_status()
+            for number in (2, 1):  # champion v1, previous v2: an instant rollback has somewhere to go
+                api.put(f"/api/models/{MODEL}/aliases/champion", json={"version": number}).raise_for_status()
         yield srv
     finally:
         srv.stop()
@@ -164,6 +165,8 @@ def check(pair: tuple[str, str], got: list[httpx.Response], racers: list[Racer],
     said = [f"{w}: {r.status_code} {r.text[:200]}" for w, r in zip(pair, got, strict=True)]
     for write, r, racer in zip(pair, got, racers, strict=True):
         mine = [e for e in events if e.get("actor") == racer.actor]
+        if write == "rollback" and r.status_code == 422 and "roll back to" in r.text:
+            continue  # nothing to roll back to (the other write moved champion to previous first)
         if r.status_code >= 500 or r.status_code not in (200, 201, 409):
             wrong.append(f"{write} answered {r.status_code}: {r.text[:300]}")
             continue

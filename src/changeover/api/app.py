@@ -255,6 +255,11 @@ def install_error_handlers(app: FastAPI) -> None:
             cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
             return JSONResponse({"error": f"a value the store cannot hold: {cause}"}, status_code=422)
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        orig = getattr(exc, "orig", None)
+        if getattr(orig, "sqlite_errorcode", None) == 13 or getattr(orig, "sqlstate", None) == "53100":
+            # SQLITE_FULL, PostgreSQL's disk_full: the store is there, its disk is not
+            return JSONResponse({"error": f"the disk is full: the store cannot write ({cause}); free space, then retry",
+                                 "cause": "disk"}, status_code=503, headers={"retry-after": "60"})
         return JSONResponse({"error": f"the store is unavailable: {cause}; retry shortly", "cause": "store"},
                             status_code=503, headers={"retry-after": "5"})
 
