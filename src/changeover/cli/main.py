@@ -25,7 +25,10 @@ from changeover.cli.common import (
     wrapped,
 )
 from changeover.cli.evaluation import compat, drift, shadow_app, validate
+from changeover.cli.registry_follow import follow_registry, push_mlflow
 from changeover.cli.rollout import apply, rollback, rollout_app
+from changeover.errors import ChangeoverError
+from changeover.registry.mlflow_source import is_mlflow_ref
 
 app = typer.Typer(no_args_is_help=True, help="Take a new model version to 100% of traffic, one judged step at a time.")
 models_app = typer.Typer(no_args_is_help=True, help="The registry: push, list and show versions.")
@@ -41,6 +44,7 @@ app.command()(validate)
 app.command()(drift)
 app.command()(apply)
 app.command()(rollback)
+app.command("follow-registry")(follow_registry)
 
 
 @app.command()
@@ -127,8 +131,10 @@ def db_upgrade() -> None:
 
 @models_app.command("push")
 def models_push(
-    path: Annotated[Path, typer.Argument(exists=True, help="Artifact file or model folder")],
-    name: Annotated[str, typer.Option("--name", help="Model name", callback=valid_name)],
+    path: Annotated[str, typer.Argument(help="Artifact file, model folder, or an MLflow model: models:/NAME@ALIAS, "
+                                             "models:/NAME/VERSION, runs:/RUN/PATH, a folder with an MLmodel file")],
+    name: Annotated[str | None, typer.Option("--name", help="Model name (an MLflow registered model's by default)",
+                                             callback=lambda v: v if v is None else valid_name(v))] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="k=v, repeatable")] = None,
     runtime: Annotated[str | None, typer.Option(help="Override the inferred runtime")] = None,
     trust: Annotated[bool, typer.Option("--trust", help="Trust the whole artifact (a pickle, a python folder, "
@@ -146,17 +152,33 @@ def models_push(
             raise typer.Exit(2)
         labels[key] = value
     try:
-        result = client().push(path, name=name, labels=labels, runtime=runtime, trust=trust,
-                               trust_types=trust_type or ())
+        if is_mlflow_ref(path) and runtime is None:
+            if trust_type:
+                raise typer.BadParameter("names skops types of a file; for an MLflow model use --trust",
+                                         param_hint="'--trust-type'")
+            result = push_mlflow(client(), path, name=name, labels=labels, trust=trust)
+        else:
+            if name is None or not Path(path).exists():
+                raise typer.BadParameter(f"Path {path!r} does not exist." if name else "--name is required",
+                                         param_hint="'PATH'" if name else "'--name'")
+            result = client().push(Path(path), name=name, labels=labels, runtime=runtime, trust=trust,
+                                   trust_types=trust_type or ())
     except ApiError as exc:
         fail(exc)
         return
+    except ChangeoverError as exc:  # an MLflow model that cannot be read or served, MLFLOW_TRACKING_URI unset
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
     if as_json:
         print_json(result)
         return
     verb = "pushed" if result.get("created") else "already stored as"
     console.print(f"{verb} [bold]{result['model']}[/bold] v{result['version']} "
                   f"({result['runtime']}, sha256 {result['sha256'][:12]})")
+    lineage = result.get("labels") or {}
+    if "mlflow.uri" in lineage:  # an MLflow model: where it came from
+        run = f", run {lineage['mlflow.run_id']}" if lineage.get("mlflow.run_id") else ""
+        console.print(f"  from {lineage.get('mlflow.source') or lineage['mlflow.uri']}{run}", soft_wrap=True)
 
 
 @models_app.command("list")

@@ -10,7 +10,7 @@ from changeover.runtimes.base import LoadedModel, LoadRequest, Runtime
 
 __all__ = ["LoadRequest", "LoadedModel", "Runtime", "get_runtime", "infer_runtime", "RUNTIME_NAMES"]
 
-RUNTIME_NAMES = ("skops", "onnx", "python", "pickle", "remote", "ray")
+RUNTIME_NAMES = ("skops", "onnx", "python", "pickle", "remote", "ray", "mlflow")
 SUFFIXES = {".skops": "skops", ".onnx": "onnx", ".pkl": "pickle", ".pickle": "pickle", ".joblib": "pickle"}
 
 
@@ -56,4 +56,8 @@ def get_runtime(name: str) -> Runtime:
         from changeover.runtimes.ray_runtime import RayRuntime
 
         return RayRuntime()
+    if name == "mlflow":  # MLflow pyfunc folders (registry/mlflow_source.py chooses it); imports mlflow on load
+        from changeover.runtimes.mlflow_runtime import MlflowRuntime
+
+        return MlflowRuntime()
     raise ArtifactError(f"unknown runtime {name!r}; known: {', '.join(RUNTIME_NAMES)}")
