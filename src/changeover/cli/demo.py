@@ -192,6 +192,14 @@ def wait_for_version(url: str, model: str, version: int, rows: np.ndarray, timeo
     raise RuntimeError(f"traffic did not move to v{version}")
 
 
+def _relative(path: Path) -> str:
+    """``./demo-reports`` when it is under the current folder, else the whole path."""
+    try:
+        return "./" + path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def step(title: str) -> None:
     console.rule(f"[bold]{title}")
 
@@ -249,18 +257,23 @@ watch: 5s
 
 
 def follow_rollout(client: Client, rid: int, timeout: float = 240.0) -> dict[str, Any]:
+    """The live view on a terminal; piped, a line each time the rollout moves (on stdout, in
+    order with the rest of the demo's story), then the view once."""
     from changeover.cli.rollout import follow
 
-    rollout = follow(client, rid, timeout)
-    if not console.is_terminal:  # piped, the live view's last frame ends without a newline
-        console.line()
-    return rollout
+    return follow(client, rid, timeout, lines_to=console)
 
 
-def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
+REPORTS = Path("demo-reports")  # in the folder the demo was started from: kept after it ends
+
+
+def run_demo(*, keep: bool = False, home: Path | None = None, reports: Path = REPORTS) -> int:
     from changeover.cli.evaluation import print_shadow, print_verdict
 
     started = time.monotonic()
+    reports = reports.resolve()
+    reports.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
     work = Path(tempfile.mkdtemp(prefix="changeover-demo-"))
     home = home or work / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -301,17 +314,21 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
 
         step("5. Compatibility and offline gate: v2 against v1")
         compat = client.request("POST", "/api/models/cancer/versions/2/compat", params={"against": "champion"})
-        console.print(f"compat: {compat['verdict']} — {len(compat['changes'])} signature changes, "
-                      f"{compat['replay']['requests']} recorded requests replayed, {compat['replay']['errors']} errors")
+        changes = len(compat["changes"])
+        console.print(f"Compatibility of v2 with v1: {compat['verdict']} — "
+                      + ("the signatures are the same" if not changes else f"{changes} signature change(s)")
+                      + f"; {compat['replay']['requests']} recorded production requests replayed through v2, "
+                      f"{compat['replay']['errors']} of them raised.")
         policy = "require:\n  accuracy: {not_worse_than: champion, margin: 0.03}\n  latency_p99_ms: {max: 100}\n"
         holdout = work / "holdout.csv"
         gate = client.request("POST", "/api/models/cancer/versions/2/validate", content=holdout.read_bytes(),
                               params={"task": "classification", "target": "label", "filename": holdout.name,
                                       "policy": policy, "report": True})
         print_verdict(gate["result"])
-        report = work / "gate-report.html"
+        report = reports / "gate-report.html"
         report.write_text(gate["html"])
-        console.print(f"gate report: {report}")
+        written.append(report)
+        console.print(f"The offline gate's report (every metric with its interval): {report}")
 
         step("6. Shadow v2: a copy of live traffic, compared request by request, with labels arriving late")
         client.request("POST", "/api/models/cancer/shadows", json={
@@ -320,19 +337,22 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
         traffic.slice_share = 0.1
         time.sleep(6)
         client.request("DELETE", "/api/models/cancer/shadows")
-        shadow = client.get("/api/models/cancer/shadows/report", version="2")
+        shadow = client.get("/api/models/cancer/shadows/report", version="2", html=True)
+        html = shadow.pop("html", None)
         print_shadow(shadow)
         figures = shadow["figures"]
-        slowest = figures.get("slowest_segment")
-        if slowest:
-            console.print(f"slowest segment: {slowest}")
+        if html:
+            report = reports / "shadow-report.html"
+            report.write_text(html)
+            written.append(report)
+            console.print(f"The shadow's report (who said what, per segment): {report}")
 
         step("7. Rollout of v2: gate → shadow → canary 25% → 50% → promotion → watch")
         spec_file = work / "good.yaml"
         spec_file.write_text(GOOD_SPEC.format(holdout=holdout))
         from changeover.cli.rollout import load_spec_file
 
-        created = client.request("POST", "/api/rollouts", json={"spec": load_spec_file(spec_file)})
+        created = client.request("POST", "/api/rollouts", json={"spec": client.api.upload_gate_data(load_spec_file(spec_file))})
         for line in created.get("plan") or []:
             console.print(f"plan: {line}")
         good = follow_rollout(client, created["id"])
@@ -348,7 +368,7 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
         spec_file = work / "bad.yaml"
         spec_file.write_text(BAD_SPEC.format(holdout=holdout))
         try:
-            created = client.request("POST", "/api/rollouts", json={"spec": load_spec_file(spec_file)})
+            created = client.request("POST", "/api/rollouts", json={"spec": client.api.upload_gate_data(load_spec_file(spec_file))})
         except ApiError as exc:
             # the clinic's requests may be among the recorded ones: then the compatibility step's replay
             # sees v3 raise on them, and apply refuses it before any live traffic
@@ -396,6 +416,9 @@ def run_demo(*, keep: bool = False, home: Path | None = None) -> int:
         table.add_row("audit events", str(len(client.get("/api/events", limit=10000))))
         table.add_row("elapsed", f"{time.monotonic() - started:.0f} s")
         console.print(table)
+        if written:
+            shown = _relative(reports)
+            console.print(f"[bold]The reports are kept in {shown}/[/bold]: " + ", ".join(p.name for p in written))
         for f in failures:
             console.print(f"[red]✗ {f}[/red]")
         if swap["errors"]:
