@@ -20,7 +20,7 @@ from changeover.api.app import ApiContext, install_error_handlers, make_router
 from changeover.api.evaluation_routes import make_evaluation_router
 from changeover.api.jobs import JobRunner
 from changeover.api.rollout_routes import make_rollout_router
-from changeover.control.loop import Controller
+from changeover.control.loop import Controller, RecorderState
 from changeover.control.rollouts import RolloutReconciler
 from changeover.evaluation.jobs import gate_job
 from changeover.gateway.grpc import GrpcEndpoints
@@ -82,6 +82,9 @@ class Server:
         self.gateway = Gateway(self.store, self.registry, settings)
         self.grpc = GrpcEndpoints(self.gateway.plane, settings.max_body_bytes)
         self.controller = Controller(self.store, tick_s=settings.controller_tick_s)
+        writer = self.gateway.writer
+        self.controller.recorder = lambda: RecorderState(self.gateway.replica, writer.stalled_since, writer.pending,
+                                                         writer.dropped)
         self.jobs = JobRunner()
         self.monitoring = Monitoring(
             self.store, token, registry=self.gateway.metrics.registry, rules=settings.alert_rules,

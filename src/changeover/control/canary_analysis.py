@@ -5,6 +5,10 @@ The controller keeps one `StageEvidence` per rollout stage in memory; a restarte
 rebuilds it from the store on its first look, so it sees the same sums. Metric windows are
 matched by id (a window committed late by another replica is still counted once), feedback
 by request id, read back a little before the newest feedback already counted.
+
+A look that has seen no new window since a replica's recorder stalled (its heartbeat says so,
+`store/replicas.py`) waits, saying "metrics stale since T" (`domain/judge_staleness.py`):
+the windows that recorder holds are on their way, not absent.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from typing import Any
 from changeover.domain.criteria import canary_config, stages, watch_config
 from changeover.domain.evidence import StageEvidence
 from changeover.domain.judge import FAIL, PASS, Analysis, judge
+from changeover.domain.judge_staleness import RecorderReport, held, stale_stall
 from changeover.domain.spec import RolloutSpec
+from changeover.store import replicas
 from changeover.store.store import Store
 from changeover.store.traffic import feedback_since, metric_window_ids, metric_windows_by_id
 
 __all__ = ["Look", "StageLooks", "judge_stage", "look_fields", "summary"]
 
 FEEDBACK_OVERLAP_S = 30.0  # feedback committed out of order by other replicas is still seen
+HEARTBEAT_FRESH_S = 120.0  # a replica silent for longer is gone: its stall no longer holds a stage
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class StageLooks:
         self.store = store
         self._stages: dict[tuple[int, str, float], StageEvidence] = {}
         self._last: dict[tuple[int, str, float], Look] = {}
+        self._arrived: dict[tuple[int, str, float], float] = {}  # when a look last saw a new window
 
     def look(self, rollout_id: int, kind: str, spec: RolloutSpec, baseline: int, canary: int,
              since: float, *, final: bool, now: float | None = None, extensions: int = 0) -> Look:
@@ -66,14 +74,20 @@ class StageLooks:
         ids = metric_window_ids(self.store, spec.model, versions, since=since)
         new = [i for i in ids if i not in stage.windows_seen]
         added = stage.add_windows(metric_windows_by_id(self.store, new)) if new else 0
+        if new:
+            self._arrived[key] = now
+        stall = stale_stall(replicas.reports(self.store, since=now - HEARTBEAT_FRESH_S), self._arrived.get(key))
         arrived = max(since, stage.feedback_cursor - FEEDBACK_OVERLAP_S)
         added += stage.add_feedback(feedback_since(self.store, spec.model, versions,
                                                    served_since=since, arrived_since=arrived))
         last = self._last.get(key)
         if (last is not None and not added and last.evidence.get("final") == final
-                and last.evidence.get("extensions") == extensions):
+                and last.evidence.get("extensions") == extensions and last.evidence.get("stale") == _stale(stall)):
             return last
         look = judge_stage(stage, kind, spec, since, final, now, extensions)
+        if stall is not None:
+            waiting = held(look.analysis, stall)
+            look = Look(waiting, look.evidence | waiting.to_dict() | {"stale": _stale(stall)})
         self._last[key] = look
         return look
 
@@ -81,6 +95,11 @@ class StageLooks:
         for old in [k for k in self._stages if k[0] == rollout_id]:
             self._stages.pop(old, None)
             self._last.pop(old, None)
+            self._arrived.pop(old, None)
+
+
+def _stale(stall: RecorderReport | None) -> dict[str, Any] | None:
+    return None if stall is None else {"replica": stall.replica, "since": stall.stalled_since}
 
 
 def judge_stage(stage: StageEvidence, kind: str, spec: RolloutSpec, since: float, final: bool,

@@ -15,11 +15,13 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from changeover.control import lease
 from changeover.control.shadow_analysis import shadow_verdict
 from changeover.domain.champion import policy_for_aliases
 from changeover.domain.policy import TrafficPolicy
+from changeover.store import replicas
 from changeover.store import shadows as shadow_store
 from changeover.store.desired import DesiredStateBell
 from changeover.store.store import Store
@@ -30,6 +32,16 @@ LEASE = "controller"
 SIGNAL_LOOK_S = 0.1  # on one SQLite file, how often a waiting controller looks whether another rang
 
 Reconciler = Callable[[str], list[TrafficPolicy]]
+
+
+@dataclass(frozen=True)
+class RecorderState:
+    """What this process' recorder reports in its replica's heartbeat (`store/replicas.py`)."""
+
+    replica: str
+    stalled_since: float | None
+    pending: int = 0
+    dropped: int = 0
 
 
 class Controller:
@@ -43,6 +55,9 @@ class Controller:
         self.bell = DesiredStateBell(store, self.holder)
         self._thread = threading.Thread(target=self._run, name="changeover-controller", daemon=True)
         self.rollouts: object | None = None  # the rollout reconciler (control/rollouts.py), set by the server
+        # this replica's recorder, read at every tick for its heartbeat; set by the server (the
+        # controller does not import the gateway)
+        self.recorder: Callable[[], RecorderState] | None = None
         self.ticks = 0
         self.leading = False
 
@@ -96,6 +111,7 @@ class Controller:
                 return
 
     def tick(self) -> None:
+        self.beat()
         self.leading = lease.acquire(self.store, LEASE, self.holder, ttl_s=max(5.0, self.tick_s * 5))
         if not self.leading:
             return
@@ -107,6 +123,18 @@ class Controller:
                 log.error("reconcile of %s failed: %s\n%s", model, exc, traceback.format_exc())
                 self.store.add_event("controller_error", f"reconcile of {model} failed: {exc}", model=model,
                                      actor=self.holder)
+
+    def beat(self) -> None:
+        """Every replica's controller, leading or not: its recorder's state in the store, read
+        by the leader's judge (a stall makes a stage that sees no new windows wait)."""
+        if self.recorder is None:
+            return
+        state = self.recorder()
+        try:
+            replicas.beat(self.store, state.replica, stalled_since=state.stalled_since, pending=state.pending,
+                          dropped=state.dropped)
+        except Exception as exc:  # the store is away: the lease below says so too
+            log.debug("heartbeat of %s failed: %s", state.replica, exc)
 
     def reconcile(self, model: str) -> None:
         if self.rollouts is not None and self.rollouts.reconcile(model):  # type: ignore[attr-defined]

@@ -126,14 +126,16 @@ class RolloutReconciler:
             elif isinstance(action, Judge):
                 self._judge(row, spec, status, action.kind, now)
         acted = look if look is not None and (new.verdicts > status.verdicts or new.phase != status.phase) else None
-        self._commit(row, spec, status, new, actions, consumed=obs.command is not None, look=acted)
+        # a step that starts waiting says on what in its event (no analysis row: nothing was decided)
+        told = acted or (look if new.waiting and not status.waiting else None)
+        self._commit(row, spec, status, new, actions, consumed=obs.command is not None, look=acted, told=told)
         if new.terminal:
             self.looks.forget(row["id"])
             self.interleave_looks.forget(row["id"])
         return True
 
     def _commit(self, row: dict[str, Any], spec: RolloutSpec, old: RolloutStatus, new: RolloutStatus,
-                actions: list[Any], consumed: bool, look: Look | None = None) -> None:
+                actions: list[Any], consumed: bool, look: Look | None = None, told: Look | None = None) -> None:
         rid, model = row["id"], spec.model
         meta = {k: v for k, v in row["status"].items() if k not in RolloutStatus.__dataclass_fields__}
         champion, candidate = meta["champion_version"], meta["candidate_version"]
@@ -193,8 +195,8 @@ class RolloutReconciler:
                     messages.append(f"watch over, v{champion} no longer kept warm")
                 elif isinstance(action, Emit):
                     evidence = {"rollout": rid, "status": new.to_dict()}
-                    if look is not None:
-                        evidence["analysis"] = look.evidence
+                    if (told or look) is not None:
+                        evidence["analysis"] = (told or look).evidence  # type: ignore[union-attr]
                     self.store.add_event(action.kind, f"{model} rollout {rid}: {action.message}", model=model,
                                          actor=self.holder, evidence=evidence,
                                          dedup=f"rollout:{rid}:{action.kind}:{old.verdicts}:{old.step_index}:{old.phase}:{new.phase}:{stable_digest(action.message)}",

@@ -228,3 +228,13 @@ artifact_blobs = Table(
     Column("data", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+replicas = Table(
+    "replicas",
+    metadata,  # one heartbeat row per gateway replica: what its recorder reports (store/replicas.py)
+    Column("name", String(64), primary_key=True),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("recorder_stalled_since", Float, nullable=True),  # its writes fail since then (None: they succeed)
+    Column("recorder_pending", Integer, nullable=False, default=0),
+    Column("recorder_dropped", Integer, nullable=False, default=0),
+)
