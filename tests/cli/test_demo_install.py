@@ -4,10 +4,13 @@ tritonclient...), which the demo never imports: it read `make -n demo` on an emp
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("ray", "playwright", "tritonclient", "mlflow", "schemathesis", "moto")
@@ -35,3 +38,14 @@ def test_the_demos_imports_are_in_the_base_dependencies() -> None:
                 imported.add(node.module.split(".")[0])
     known = base | {"sklearn", "skops", "yaml", "changeover"} | set(__import__("sys").stdlib_module_names)
     assert imported <= known, imported - known
+
+
+def test_the_demo_keeps_its_reports_in_demo_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from changeover.cli import demo
+
+    assert inspect.signature(demo.run_demo).parameters["reports"].default == Path("demo-reports")
+    monkeypatch.chdir(tmp_path)
+    assert demo._relative((tmp_path / "demo-reports").resolve()) == "./demo-reports"
+    assert demo._relative(Path("/elsewhere/r")) == "/elsewhere/r"
+    source = inspect.getsource(demo.run_demo)
+    assert 'reports / "gate-report.html"' in source and 'reports / "shadow-report.html"' in source
