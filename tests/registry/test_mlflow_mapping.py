@@ -165,3 +165,29 @@ def test_only_an_ended_rollout_has_outcome_tags(phase: str, outcome: str | None)
 ])
 def test_refusals_for_good_are_tagged_the_others_tried_again(status: int, body: Any, for_good: bool) -> None:
     assert refused_for_good(ApiError(status, "no", body)) is for_good
+
+
+def test_the_mlflow_runtime_hands_pyfunc_what_its_schema_describes() -> None:
+    import pandas as pd
+
+    from changeover.runtimes.mlflow_runtime import pyfunc_input, pyfunc_outputs
+
+    per_column = ModelSignature(inputs=columns(("age", "long"), ("city", "string")), outputs=columns((None, "long")))
+    sig = signature_from_mlflow(per_column)
+    assert sig is not None
+    frame = pyfunc_input(per_column.inputs, sig, {"age": np.array([3, 4]), "city": np.array([b"a", b"b"], dtype=object)})
+    assert isinstance(frame, pd.DataFrame) and frame.to_dict("list") == {"age": [3, 4], "city": ["a", "b"]}
+
+    one_type = ModelSignature(inputs=columns(("a", "double"), ("b", "double")), outputs=columns((None, "long")))
+    sig = signature_from_mlflow(one_type)
+    assert sig is not None
+    frame = pyfunc_input(one_type.inputs, sig, {"input": np.array([[1.0, 2.0]])})
+    assert list(frame.columns) == ["a", "b"]
+
+    tensor = ModelSignature(inputs=tensors((None, "float64", (-1, 2))), outputs=tensors((None, "float64", (-1,))))
+    sig = signature_from_mlflow(tensor)
+    assert sig is not None
+    assert isinstance(pyfunc_input(tensor.inputs, sig, {"input": np.ones((1, 2))}), np.ndarray)
+    assert pyfunc_outputs(pd.Series([1.5]), sig)["prediction"].tolist() == [1.5]
+    assert pyfunc_outputs(pd.DataFrame({"p": [2.5]}), sig)["prediction"].tolist() == [2.5]
+    assert set(pyfunc_outputs({"a": [1], "b": [2]}, sig)) == {"a", "b"}
