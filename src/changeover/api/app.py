@@ -263,10 +263,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": f"the store is unavailable: {cause}; retry shortly", "cause": "store"},
                             status_code=503, headers={"retry-after": "5"})
 
+    def disk_full(exc: BaseException | None) -> bool:
+        """ENOSPC/EDQUOT here or in what caused it; shutil.Error (a copy of a folder) carries
+        its errors as text, with no errno of its own."""
+        seen = 0
+        while exc is not None and seen < 10:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return True
+            if isinstance(exc, shutil.Error) and any("[Errno 28]" in str(a) or "[Errno 122]" in str(a) for a in exc.args):
+                return True
+            exc, seen = exc.__cause__ or exc.__context__, seen + 1
+        return False
+
     async def on_os(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, OSError)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return JSONResponse({"error": f"the disk is full: {exc.strerror} ({exc.filename or 'the home'})",
+        if disk_full(exc):
+            return JSONResponse({"error": f"the disk is full: {exc.strerror or 'No space left on device'} ({exc.filename or 'the home'})",
                                  "cause": "disk"}, status_code=503, headers={"retry-after": "60"})
         raise exc
 
