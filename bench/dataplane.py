@@ -13,6 +13,9 @@ of v2 REST infer, one iris row per request, for every scenario in the same run:
             bench/grpc_loadgen.py (a Python client in its own process)
 
 Every scenario is its own server process on 127.0.0.1, started once and kept for the run.
+Each round also loads bare and champion from one connection (half of --seconds): at
+saturation a p50 is mostly queueing (16 connections over the req/s), so the p50 overhead
+of a request is the difference of those one-connection p50s.
 Rounds are interleaved: each round runs every scenario once for --seconds (the order rotated
 by one each round, so no scenario always follows the same one), and the table gives the
 median over rounds. Each ratio is taken within a round, where both sides saw the same
@@ -77,6 +80,7 @@ from shadow_overhead import rss_bytes, shadow_counts
 from modelfiles import python_model, v2_request
 
 MB = 1024 * 1024
+LIGHT = ("bare", "champion")  # measured at one connection too, each round (the p50 overhead target)
 SCENARIOS = {
     "bare": "bare Starlette",
     "champion": "changeover champion",
@@ -356,6 +360,7 @@ def main() -> None:
     targets: dict[str, Target] = {}
     failed: dict[str, str] = {}
     results: dict[str, list[dict[str, Any] | None]] = {n: [] for n in names}
+    light: dict[str, list[dict[str, Any]]] = {n: [] for n in LIGHT}
     mirrors: dict[str, dict[str, float]] = {}
     canary_share = None
     mlserver: Target | None = None
@@ -413,6 +418,8 @@ def main() -> None:
                     progress.update(task, description=f"round {r + 1}/{args.rounds}: {SCENARIOS[name]}")
                     try:
                         results[name].append(measure(targets[name], args.seconds, args.concurrency))
+                        if name in LIGHT:  # one connection: the cost of a request, without queueing
+                            light[name].append(targets[name].run(max(1.0, args.seconds / 2), 1))
                     except Exception as exc:
                         results[name].append(None)
                         targets[name].notes.append(f"round {r + 1}: {type(exc).__name__}: {str(exc)[:200]}")
@@ -440,6 +447,19 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     report(console, args, names, targets, failed, results, tool, load_before, canary_share, mirrors, started)
+    light_report(console, light)
+
+
+def light_report(console: Console, light: dict[str, list[dict[str, Any]]]) -> None:
+    """p50 at one connection, changeover against bare, per round: the overhead of a request."""
+    pairs = list(zip(light.get("bare", []), light.get("champion", []), strict=False))
+    if not pairs:
+        return
+    gaps = [c["p50_ms"] - b["p50_ms"] for b, c in pairs]
+    console.print(
+        f"one connection (no queueing), {len(pairs)} rounds: p50 bare {spread([b['p50_ms'] for b, _ in pairs], '.3f')} ms, "
+        f"changeover {spread([c['p50_ms'] for _, c in pairs], '.3f')} ms; [bold]p50 overhead "
+        f"{spread(gaps, '.3f')} ms[/bold] (target < 0.5 ms)")
 
 
 def report(console: Console, args: argparse.Namespace, names: list[str], targets: dict[str, Target],
