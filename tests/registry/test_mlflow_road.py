@@ -255,6 +255,26 @@ def test_a_local_mlflow_model_folder_is_pushed_with_its_signature(server: Server
     assert infer(server, "local-iris", ROWS, version=1)["label"] == model.predict(ROWS).tolist()
 
 
+def test_a_skops_flavour_with_types_skops_does_not_trust_takes_them_by_name(
+        server: ServerProcess, tmp_path: Path) -> None:
+    from sklearn.tree import DecisionTreeClassifier
+
+    tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, Y)
+    folder = tmp_path / "saved-tree"
+    # the MLmodel vouches for the type; changeover does not read that (a model cannot trust itself)
+    mlflow.sklearn.save_model(tree, str(folder), signature=infer_signature(X, tree.predict(X)),
+                              serialization_format="skops", pip_requirements=["scikit-learn"],
+                              skops_trusted_types=["sklearn.tree._tree.Tree"])
+    with pytest.raises(ApiError, match="--trust-type sklearn.tree._tree.Tree"):
+        push_mlflow(api(server), str(folder), name="tree", labels={}, trust=False)
+    push_mlflow(api(server), str(folder), name="tree", labels={}, trust=False,
+                trust_types=["sklearn.tree._tree.Tree"])
+    record = version(server, "tree", 1)
+    assert (record["runtime"], record["trusted"], record["trusted_types"]) == (
+        "skops", False, ["sklearn.tree._tree.Tree"])
+    assert infer(server, "tree", ROWS, version=1)["label"] == tree.predict(ROWS).tolist()
+
+
 def test_a_models_uri_that_is_not_there_is_exit_2_naming_it(server: ServerProcess) -> None:
     result = server.cli("models", "push", "models:/iris@no-such-alias")
     assert result.returncode == 2 and "models:/iris@no-such-alias" in result.stderr, result.stderr

@@ -153,10 +153,7 @@ def models_push(
         labels[key] = value
     try:
         if is_mlflow_ref(path) and runtime is None:
-            if trust_type:
-                raise typer.BadParameter("names skops types of a file; for an MLflow model use --trust",
-                                         param_hint="'--trust-type'")
-            result = push_mlflow(client(), path, name=name, labels=labels, trust=trust)
+            result = push_mlflow(client(), path, name=name, labels=labels, trust=trust, trust_types=trust_type or ())
         else:
             if name is None or not Path(path).exists():
                 raise typer.BadParameter(f"Path {path!r} does not exist." if name else "--name is required",

@@ -44,7 +44,7 @@ MESSAGE_CHARS = 500
 
 
 def push_mlflow(c: Client, ref: str, *, name: str | None, labels: Mapping[str, str], trust: bool,
-                source: Any = None) -> dict[str, Any]:
+                trust_types: Sequence[str] = (), source: Any = None) -> dict[str, Any]:
     """Push the MLflow model ``ref`` names (`registry.mlflow_source.prepare`), its lineage as
     ``mlflow.*`` labels beside ``labels``; the model's name defaults to the registered one.
     The result is the server's answer with ``name`` and ``labels`` of what was pushed."""
@@ -57,7 +57,8 @@ def push_mlflow(c: Client, ref: str, *, name: str | None, labels: Mapping[str, s
             raise InvalidRequest("name", f"{ref} is not a registered model: name the model with --name")
         valid_name(model)
         pushed = dict(prepared.labels) | dict(labels)
-        result: dict[str, Any] = c.push(prepared.folder, name=model, labels=pushed, runtime=None, trust=trust)
+        result: dict[str, Any] = c.push(prepared.folder, name=model, labels=pushed, runtime=None, trust=trust,
+                                        trust_types=trust_types)
     return result | {"labels": result.get("labels", pushed)}
 
 
