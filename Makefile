@@ -1,7 +1,7 @@
 # changeover — developer and CI entry points.
 #
 #   make venv          .venv with the package installed editable, with test extras
-#   make system-deps   Debian packages the tests need (postgresql, chromium)
+#   make system-deps   Debian packages the tests need (postgresql, chromium, kubectl)
 #   make test          pytest (the PostgreSQL server is started by tests/postgres_fixture.py)
 #   make lint          ruff + mypy
 #   make demo ARGS=..  changeover demo (installs the package alone, no test extras)
@@ -30,7 +30,8 @@ PYTEST_ARGS ?=
 BENCH_SCRIPTS ?= bench/serving.py bench/judge_simulation.py bench/canary_failfast.py bench/interleaving_simulation.py bench/rollback.py bench/shadow_overhead.py bench/gate_serving.py bench/dataplane.py bench/batching.py
 
 # system-deps installs only what is missing: PostgreSQL server binaries
-# (/usr/lib/postgresql/*/bin/initdb) and chromium (on PATH).
+# (/usr/lib/postgresql/*/bin/initdb), chromium and kubectl (on PATH; Debian's package of kubectl
+# is kubernetes-client, for tests/test_deploy_manifests.py).
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 
 .PHONY: venv system-deps test lint demo bench chaos clean
@@ -64,7 +65,8 @@ system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-liberation"; \
-	if [ -z "$$missing" ]; then echo "system-deps: postgresql and chromium are present"; exit 0; fi; \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	if [ -z "$$missing" ]; then echo "system-deps: postgresql, chromium and kubectl are present"; exit 0; fi; \
 	echo "system-deps: missing:$$missing"; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null 2>&1 && { [ -t 0 ] || sudo -n true 2>/dev/null; }; then \
