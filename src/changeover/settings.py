@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = 8 * 1024 * 1024
     """Inference requests with a larger body are refused with 413 (gRPC: RESOURCE_EXHAUSTED)."""
 
+    max_json_bytes: int = Field(default=1024 * 1024, ge=0)
+    """Management requests (JSON under ``/api/``) with a larger body are refused with 413 before
+    they are read, token or not: a body is read whole before it is parsed."""
+
+    max_artifact_bytes: int = Field(default=4 * 1024**3, ge=0)
+    """A push's artifact (``POST /api/models/NAME/versions``) larger than this is refused with 413."""
+
+    max_data_bytes: int = Field(default=1024**3, ge=0)
+    """Held-out data (``validate``, ``POST /api/data``) larger than this is refused with 413."""
+
     require_token_for_inference: bool = False
     """When true, inference and feedback also need the management token."""
 
@@ -113,12 +123,18 @@ class Settings(BaseSettings):
     folder pushed from inside one (and holding the same bytes there) needs no ``--trust``; its
     predictor is code that runs in the server. A JSON list, or paths joined by ``:``."""
 
+    data_folders: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Folders on the server's disk a rollout spec's ``gate.data`` may name, beside the home's
+    ``data/`` folder (where ``POST /api/data`` keeps uploads, as ``changeover apply`` sends a local
+    file): a path outside them, once symlinks and ``..`` are resolved, is refused (422), so a
+    token cannot make the server read any file it can. A JSON list, or paths joined by ``:``."""
+
     skops_trusted_types: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Types trusted in every skops push, beside skops' own trusted set (e.g.
     ``sklearn.tree._tree.Tree`` for tree models); a push records the ones its file needed, and
     every later load of that version trusts exactly those. A JSON list, or names joined by ``,``."""
 
-    @field_validator("trusted_folders", mode="before")
+    @field_validator("trusted_folders", "data_folders", mode="before")
     @classmethod
     def _folders(cls, value: Any) -> Any:
         return _list(value, os.pathsep)
@@ -137,6 +153,12 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
+
+    @property
+    def data_dir(self) -> Path:
+        """Held-out data sent to the server (``POST /api/data``), content-addressed; always readable
+        by a spec's ``gate.data``."""
+        return self.home / "data"
 
     @property
     def token_file(self) -> Path:

@@ -21,8 +21,10 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException
 
 from changeover.api.jobs import JobRunner
+from changeover.api.limits import BodyLimit
 from changeover.errors import ChangeoverError, InvalidRequest, LoadFailed
 from changeover.registry.service import Registry
+from changeover.settings import Settings
 from changeover.store.store import Store
 from changeover.web.auth import AuthError, check_bearer
 from changeover.web.http import error_response
@@ -30,7 +32,6 @@ from changeover.web.http import error_response
 UPLOAD_WRITE_BYTES = 1 << 20  # an upload is written in pieces of about this size
 
 Preflight = Callable[[str, int], Awaitable[None]]
-MAX_ARTIFACT_BYTES = 4 * 1024**3
 MAX_NUMBER = 2**31 - 1  # the largest version or id the store's INTEGER columns hold (PostgreSQL's int4)
 
 
@@ -55,8 +56,9 @@ class ApiContext:
 
     def __init__(self, store: Store, registry: Registry, token: str, *, wake: Callable[[], None] = lambda: None,
                  preflight: Preflight | None = None, status_extra: Callable[[], dict[str, Any]] | None = None,
-                 jobs: JobRunner | None = None) -> None:
+                 jobs: JobRunner | None = None, settings: Settings | None = None) -> None:
         self.jobs = jobs or JobRunner()
+        self.settings = settings or Settings()  # the limits and data folders (serve reads the same environment)
         self.store = store
         self.registry = registry
         self.token = token
@@ -154,7 +156,7 @@ def make_router(ctx: ApiContext) -> APIRouter:
                 raise InvalidRequest("label", f"expected k=v, got {item!r}")
             labels[key] = value
         safe_name = file_name(filename)
-        # the upload (up to MAX_ARTIFACT_BYTES) is written and unpacked in worker threads: the
+        # the upload (up to CHANGEOVER_MAX_ARTIFACT_BYTES) is written and unpacked in worker threads: the
         # event loop serves inference meanwhile
         tmp = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
         try:
@@ -166,8 +168,8 @@ def make_router(ctx: ApiContext) -> APIRouter:
                 buffered = 0
                 async for chunk in request.stream():
                     size += len(chunk)
-                    if size > MAX_ARTIFACT_BYTES:
-                        raise InvalidRequest("body", f"artifact larger than {MAX_ARTIFACT_BYTES} bytes")
+                    if size > ctx.settings.max_artifact_bytes:  # BodyLimit answers 413 first
+                        raise InvalidRequest("body", f"artifact larger than {ctx.settings.max_artifact_bytes} bytes")
                     buffer.append(chunk)
                     buffered += len(chunk)
                     if buffered >= UPLOAD_WRITE_BYTES:
@@ -237,7 +239,10 @@ def make_router(ctx: ApiContext) -> APIRouter:
     return router
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, settings: Settings | None = None) -> None:
+    """The one map from errors to answers on the management app, and its body limits (`limits`)."""
+    app.add_middleware(BodyLimit, settings=settings or Settings())
+
     async def on_auth(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthError)
         headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None

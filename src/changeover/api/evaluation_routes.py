@@ -13,11 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from changeover.api.app import ApiContext, actor_of, file_name
+from changeover.api.data_files import store_upload
 from changeover.errors import InvalidRequest
 from changeover.evaluation.jobs import compat_job, gate_job
 from changeover.store import shadows as shadow_store
-
-MAX_DATA_BYTES = 1024**3
 
 
 def require_from_policy(text: str) -> dict[str, Any]:
@@ -107,8 +106,8 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
             with open(path, "wb") as fh:
                 async for chunk in request.stream():
                     size += len(chunk)
-                    if size > MAX_DATA_BYTES:
-                        raise InvalidRequest("data", "larger than 1 GiB")
+                    if size > ctx.settings.max_data_bytes:  # BodyLimit answers 413 first
+                        raise InvalidRequest("data", f"larger than {ctx.settings.max_data_bytes} bytes")
                     fh.write(chunk)
             result = await ctx.jobs.run(gate_job, store.url, ctx.registry.artifacts.locator, name, ref, against,
                                         str(path), task, target, require, ks or [5, 10], query_column, report,
@@ -118,6 +117,16 @@ def make_evaluation_router(ctx: ApiContext) -> APIRouter:
         if itself and isinstance(result.get("result"), dict):
             result["result"]["notes"] = [itself, *(result["result"].get("notes") or [])]
         return JSONResponse(result)
+
+    @router.post("/data", status_code=201, summary="Send held-out data; a rollout spec's gate.data names the path answered")
+    async def upload_data(
+        filename: Annotated[str, Query(max_length=200, description="The data file's name (.csv or .parquet)")],
+        request: Request,
+    ) -> dict[str, Any]:
+        """Kept content-addressed in the home's data folder, which a spec's ``gate.data`` may always
+        name: the client's file reaches the server without the server reading a client's path."""
+        path, sha, size = await store_upload(request.stream(), file_name(filename), ctx.settings.data_dir)
+        return {"data": str(path), "sha256": sha, "bytes": size, "filename": path.name}
 
     @router.post("/models/{name}/shadows", status_code=201, summary="Start a shadow: a copy of live traffic")
     async def shadow_start(name: str, body: ShadowStart, request: Request) -> dict[str, Any]:

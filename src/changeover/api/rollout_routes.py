@@ -15,7 +15,6 @@ Starting a rollout (`apply`) runs the road's first step before any live traffic 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -26,6 +25,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from changeover.api.app import ApiContext, actor_of, make_authorize
+from changeover.api.data_files import confine, data_folders
 from changeover.domain.plan import Traffic, describe
 from changeover.domain.rollout import Command, RolloutStatus
 from changeover.domain.spec import RolloutSpec, SpecError, parse_spec
@@ -161,9 +161,15 @@ def make_rollout_router(ctx: ApiContext) -> APIRouter:
         problems = spec_problems(spec, candidate.signature, candidate=candidate.number, gate_metrics=gate_metrics(spec))
         if problems:
             return problems_response(problems, f"rollout spec that cannot be judged for {spec.model} v{candidate.number}")
-        if spec.gate is not None and not await anyio.to_thread.run_sync(Path(spec.gate.data).is_file):
-            return problems_response([("gate.data", f"no such file on the server: {spec.gate.data!r}")],
-                                     "rollout spec that names a file that is not there")
+        if spec.gate is not None:
+            try:  # only a file in the data folders, kept as its real path (no symlink moved later)
+                data = confine(spec.gate.data, data_folders(ctx.settings.data_dir, ctx.settings.data_folders))
+            except InvalidRequest as exc:
+                return problems_response([("gate.data", exc.reason)], "rollout spec whose data the server may not read")
+            if not await anyio.to_thread.run_sync(data.is_file):
+                return problems_response([("gate.data", f"no such file on the server: {spec.gate.data!r}")],
+                                         "rollout spec that names a file that is not there")
+            spec = spec.model_copy(update={"gate": spec.gate.model_copy(update={"data": str(data)})})
         running = await anyio.to_thread.run_sync(running_rollout, store, spec.model)
         if running is not None:  # told at once, not after a replay (checked again when the rollout is written)
             raise already_running(spec.model, running)

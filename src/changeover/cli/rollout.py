@@ -60,6 +60,7 @@ def start_rollout(c: Client, spec: dict[str, Any]) -> dict[str, Any]:
     """Start a rollout, or exit: 2 for a spec that is wrong (or cannot be judged for this
     model), 1 when the candidate fails the compatibility step (with its evidence)."""
     try:
+        spec = c.api.upload_gate_data(spec)  # a server reads data only from its own folders: the file goes first
         with working(f"starting the rollout of {spec.get('model')} {spec.get('candidate')}: checking the spec and "
                      "replaying recorded requests through the candidate…"):
             created: dict[str, Any] = c.request("POST", "/api/rollouts", json={"spec": spec})

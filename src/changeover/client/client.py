@@ -253,6 +253,22 @@ class Client:
                            content=content)
         return GateResult.from_json(out["result"], out.get("html"))
 
+    def upload_data(self, data: Any) -> str:
+        """Send held-out data (a .csv or .parquet file, or a DataFrame) to the server, which keeps
+        it content-addressed in its home's ``data/`` folder: the answer is its path there, which a
+        spec's ``gate.data`` may name (a server reads data only from its data folders)."""
+        content, filename = _data_body(data)
+        return str(self.request("POST", "/api/data", params={"filename": filename}, content=content)["data"])
+
+    def upload_gate_data(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """The spec, its ``gate.data`` sent first when it names a file here (`upload_data`) and
+        replaced by the path the server keeps it at; a path not here is left as a server's path."""
+        body = dict(spec)
+        gate = body.get("gate")
+        if isinstance(gate, Mapping) and isinstance(gate.get("data"), str) and Path(gate["data"]).is_file():
+            body["gate"] = {**gate, "data": self.upload_data(gate["data"])}
+        return body
+
     # ---- shadows -----------------------------------------------------------------------
 
     def shadow(self, name: str, version: str | int, *, sample: float = 1.0, requests: int | None = None,
@@ -299,7 +315,7 @@ class Client:
         candidate that fails it raises RefusedError (``body["compat"]``: the evidence), a spec
         that is wrong InvalidRequestError with every problem, another rollout running
         ConflictError. ``wait``: follow it until it ends (see `wait`)."""
-        body = dict(spec) if isinstance(spec, Mapping) else load_spec(spec)
+        body = self.upload_gate_data(spec if isinstance(spec, Mapping) else load_spec(spec))
         started = self.request("POST", "/api/rollouts", json={"spec": body})
         rollout = Rollout.from_json(self.get(f"/api/rollouts/{int(started['id'])}"), started)
         return self.wait(rollout, timeout=timeout, on_change=on_change) if wait else rollout
