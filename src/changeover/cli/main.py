@@ -131,7 +131,7 @@ def db_upgrade() -> None:
 
 @models_app.command("push")
 def models_push(
-    path: Annotated[str, typer.Argument(help="Artifact file, model folder, or an MLflow model: models:/NAME@ALIAS, "
+    path: Annotated[str, typer.Argument(metavar="PATH", help="Artifact file, model folder, or an MLflow model: models:/NAME@ALIAS, "
                                              "models:/NAME/VERSION, runs:/RUN/PATH, a folder with an MLmodel file")],
     name: Annotated[str | None, typer.Option("--name", help="Model name (an MLflow registered model's by default)",
                                              callback=lambda v: v if v is None else valid_name(v))] = None,
@@ -143,7 +143,7 @@ def models_push(
                                                          "e.g. sklearn.tree._tree.Tree (repeatable)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Store an artifact as the model's next version (same bytes: the existing version)."""
+    """Store an artifact, or an MLflow model, as the model's next version (same bytes: the existing version)."""
     labels: dict[str, str] = {}
     for item in label or []:
         key, sep, value = item.partition("=")
@@ -156,7 +156,7 @@ def models_push(
             result = push_mlflow(client(), path, name=name, labels=labels, trust=trust, trust_types=trust_type or ())
         else:
             if name is None or not Path(path).exists():
-                raise typer.BadParameter(f"Path {path!r} does not exist." if name else "--name is required",
+                raise typer.BadParameter(f"Path {path!r} does not exist." if name else "required for a file, or a folder with no MLmodel",
                                          param_hint="'PATH'" if name else "'--name'")
             result = client().push(Path(path), name=name, labels=labels, runtime=runtime, trust=trust,
                                    trust_types=trust_type or ())
