@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,15 @@ from changeover.errors import ArtifactError
 
 MANIFEST = "model.yaml"
 KNOWN_KEYS = {"runtime", "predictor", "artifact", "inputs", "outputs", "features", "task", "url", "remote_model",
-              "deployment", "inner_runtime"}
+              "deployment", "inner_runtime", "ray"}
+# ``ray:`` (runtime ray): Ray Serve's replicas and each replica's resources, for this version
+RAY_OPTIONS: dict[str, tuple[type | tuple[type, ...], float, str]] = {
+    "num_replicas": (int, 1, "an integer ≥ 1"),
+    "num_cpus": ((int, float), 0, "a number ≥ 0"),
+    "num_gpus": ((int, float), 0, "a number ≥ 0"),
+    "memory": (int, 0, "an integer ≥ 0 (bytes)"),
+    "max_ongoing_requests": (int, 1, "an integer ≥ 1"),
+}
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,7 @@ class Manifest:
     artifact: str | None = None
     signature: Signature | None = None
     task: str | None = None  # also when the signature comes from the artifact (no inputs here)
-    extra: dict[str, Any] = field(default_factory=dict)  # runtime-specific: url, remote_model, deployment
+    extra: dict[str, Any] = field(default_factory=dict)  # runtime-specific: url, remote_model, deployment, ray
 
 
 def manifest_path(artifact: Path) -> Path | None:
@@ -65,6 +74,8 @@ def read_manifest(artifact: Path) -> Manifest:
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: bad inputs/outputs ({exc})") from exc
     extra = {k: data[k] for k in ("url", "remote_model", "deployment", "inner_runtime") if k in data}
+    if "ray" in data:
+        extra["ray"] = ray_options(data["ray"], data.get("runtime"), path)
     return Manifest(
         runtime=data.get("runtime"),
         predictor=data.get("predictor"),
@@ -73,6 +84,24 @@ def read_manifest(artifact: Path) -> Manifest:
         task=task,
         extra=extra,
     )
+
+
+def ray_options(value: Any, runtime: Any, path: Path) -> dict[str, Any]:
+    """The ``ray:`` section, checked at push so that a bad value is refused naming its field
+    (``ray.num_replicas``) rather than failing inside Ray Serve on a later load."""
+    if runtime is not None and runtime != "ray":
+        raise ArtifactError(f"{path}: ray: only for runtime: ray (this folder says runtime: {runtime})")
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{path}: ray: expected a mapping such as {{num_replicas: 2, num_cpus: 0.5}}")
+    unknown = set(value) - set(RAY_OPTIONS)
+    if unknown:
+        raise ArtifactError(f"{path}: ray: unknown keys {sorted(map(str, unknown))}; known: {sorted(RAY_OPTIONS)}")
+    for key, item in value.items():
+        kinds, least, expected = RAY_OPTIONS[key]
+        number: Any = item  # checked as a number below (a bool is an int to Python, not here)
+        if isinstance(number, bool) or not isinstance(item, kinds) or not math.isfinite(number) or number < least:
+            raise ArtifactError(f"{path}: ray.{key}: expected {expected}, got {item!r}")
+    return dict(value)
 
 
 def bundle_sidecar(path: Path, workdir: Path) -> Path:

@@ -3,8 +3,15 @@
 
 ``model.yaml``: ``runtime: ray``, ``artifact:`` (or ``predictor:`` for python models), and
 optionally ``inner_runtime:`` (skops, onnx, python, pickle; inferred from the artifact when
-absent). ``CHANGEOVER_RAY_ADDRESS`` joins an existing cluster; without it a local Ray starts.
+absent), and optionally ``ray:`` — ``num_replicas`` and each replica's ``num_cpus``,
+``num_gpus``, ``memory`` (bytes) and ``max_ongoing_requests`` (checked at push by
+`changeover.registry.manifest.ray_options`; default one replica, no CPU reserved).
+``CHANGEOVER_RAY_ADDRESS`` joins an existing cluster; without it a local Ray starts.
 On a multi-machine cluster the artifacts folder must be on storage every node can read.
+
+Each process that loads a version (a gateway worker, an evaluation job) deploys its own
+application, named for the version's artifact and the process (`app_name`): closing one
+deletes only that process's, never one that another gateway is still serving from.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +58,27 @@ class VersionDeployment:
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: np.asarray(v) for k, v in self.model.predict(inputs).items()}
+
+
+def deployment_options(ray: Mapping[str, Any]) -> dict[str, Any]:
+    """``serve.deployment``'s keyword arguments for one version, from its ``model.yaml``'s
+    ``ray:`` section: the replicas and what each reserves. No CPU by default, so a version
+    never waits for a CPU that the gateway's own Ray work holds."""
+    actor: dict[str, Any] = {"num_cpus": ray.get("num_cpus", 0)}
+    for key in ("num_gpus", "memory"):
+        if key in ray:
+            actor[key] = ray[key]
+    options: dict[str, Any] = {"num_replicas": ray.get("num_replicas", 1), "ray_actor_options": actor}
+    if "max_ongoing_requests" in ray:
+        options["max_ongoing_requests"] = ray["max_ongoing_requests"]
+    return options
+
+
+def app_name(path: Path) -> str:
+    """The Ray Serve application of one version in this process: the artifact's path and the
+    process (host and pid), so an operator reading ``serve status`` sees whose it is."""
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return f"changeover-{digest}-{socket.gethostname()[:40]}-{os.getpid()}"
 
 
 def _ensure_ray() -> None:
@@ -102,14 +132,14 @@ class RayRuntime:
             raise ArtifactError("the ray runtime needs ray[serve]: pip install 'changeover[ray]'") from None
         _ensure_ray()
         signature = request.signature or manifest.signature
-        app_name = "changeover-" + hashlib.sha256(str(request.path).encode()).hexdigest()[:16]
-        deployment: Any = serve.deployment(VersionDeployment, name="version", num_replicas=1,
-                                           ray_actor_options={"num_cpus": 0})
+        name = app_name(request.path)
+        deployment: Any = serve.deployment(VersionDeployment, name="version",
+                                           **deployment_options(manifest.extra.get("ray") or {}))
         app = deployment.bind(str(request.path), inner,
                               {"predictor": manifest.predictor, "artifact": manifest.artifact},
                               signature.to_dict() if signature else None, request.trusted,
                               request.trusted_types)
-        handle = serve.run(app, name=app_name, route_prefix=None)
+        handle = serve.run(app, name=name, route_prefix=None)
         if signature is None:
             signature = Signature.from_dict(handle.signature.remote().result(timeout_s=CALL_TIMEOUT_S))
-        return RayModel(handle, app_name, signature)
+        return RayModel(handle, name, signature)
