@@ -32,8 +32,13 @@ def valid_name(name: str) -> str:
 ModelName = Annotated[str, typer.Argument(help="Model name", callback=valid_name)]
 
 
-def client() -> Client:
-    return Client()
+LONG_CALL_S = 900.0  # compat, validate and apply wait for work the server does while they wait (a replay, a gate)
+
+
+def client(timeout: float = 60.0) -> Client:
+    """The management API's client; ``timeout=LONG_CALL_S`` for a call that waits for a replay or a
+    gate over the user's data, which take minutes on a large file or a busy machine."""
+    return Client(timeout=timeout)
 
 
 def wrapped(header: str) -> Column:

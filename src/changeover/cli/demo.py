@@ -289,7 +289,7 @@ def run_demo(*, keep: bool = False, home: Path | None = None, reports: Path = RE
         step("2. Start the server (SQLite store, models in-process)")
         proc = start_server(home, port)
         token = (home / "token").read_text().strip()
-        client = Client(url=url, token=token)
+        client = Client(url=url, token=token, timeout=900)  # a gate or a replay on a busy machine takes minutes
         console.print(f"server on {url}  (home {home})")
         console.print(f"[bold]dashboard: {url}/[/bold]  (token in {home / 'token'})")
 

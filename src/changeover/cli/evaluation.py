@@ -10,6 +10,7 @@ from rich.table import Table
 
 from changeover.cli.client import ApiError
 from changeover.cli.common import (
+    LONG_CALL_S,
     JsonOpt,
     ModelName,
     client,
@@ -53,7 +54,7 @@ def compat(
     try:
         with working(f"compatibility of {name} v{version} against {against}: signatures, then a replay of up to "
                      f"{limit} recorded requests…"):
-            result = client().request("POST", f"/api/models/{name}/versions/{version}/compat",
+            result = client(LONG_CALL_S).request("POST", f"/api/models/{name}/versions/{version}/compat",
                                       params={"against": against, "limit": limit})
     except ApiError as exc:
         fail(exc)
@@ -134,7 +135,7 @@ def validate(
     try:
         with working(f"gating {name} v{version} on {data.name}: both versions predict every row, then the "
                      "paired bootstrap…"):
-            out = client().request("POST", f"/api/models/{name}/versions/{version}/validate", params=params,
+            out = client(LONG_CALL_S).request("POST", f"/api/models/{name}/versions/{version}/validate", params=params,
                                    content=data.read_bytes())
     except ApiError as exc:
         fail(exc)

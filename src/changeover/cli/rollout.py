@@ -13,6 +13,7 @@ from rich.table import Table
 
 from changeover.cli.client import ApiError, Client
 from changeover.cli.common import (
+    LONG_CALL_S,
     JsonOpt,
     ModelName,
     client,
@@ -183,7 +184,7 @@ def apply(
     """Take a candidate along the whole road: compatibility → gate → shadow → canary steps →
     promotion → watch. Exit 0 when promoted, 1 when refused by the compatibility step, rolled
     back, aborted or failed, 2 for a wrong spec (or one that cannot be judged for this model)."""
-    c = client()
+    c = client(LONG_CALL_S)  # its start replays recorded requests through the candidate
     created = start_rollout(c, load_spec_file(spec_file))
     console.print(f"rollout {created['id']}: {created['model']} v{created['candidate']} against v{created['champion']}")
     if not follow_:
@@ -194,7 +195,7 @@ def apply(
 @rollout_app.command("start")
 def rollout_start(spec_file: Annotated[Path, typer.Argument(exists=True, help="Rollout spec (YAML)")]) -> None:
     """Start a rollout and return (see `rollout status`)."""
-    created = start_rollout(client(), load_spec_file(spec_file))
+    created = start_rollout(client(LONG_CALL_S), load_spec_file(spec_file))
     console.print(f"rollout {created['id']} started: {created['model']} v{created['candidate']}")
 
 
