@@ -166,8 +166,10 @@ def story(node: Node, model: str, rid: int) -> list[str]:
 
 def run_rollout(node: Node, model: str, data: Path, kill_at: tuple[str, ...]) -> tuple[int, dict[str, Any]]:
     """One rollout from apply to its end, killing the server at each phase in ``kill_at``."""
-    with node.api() as api:
-        r = api.post("/api/rollouts", json={"spec": spec(model, data)})
+    with node.api() as api:  # the data sent first, as `changeover apply` does: a server reads only its data folders
+        kept = api.post("/api/data", params={"filename": data.name}, content=data.read_bytes())
+        assert kept.status_code == 201, kept.text
+        r = api.post("/api/rollouts", json={"spec": spec(model, Path(kept.json()["data"]))})
     assert r.status_code == 201, r.text
     rid = r.json()["id"]
 

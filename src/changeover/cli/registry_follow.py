@@ -142,6 +142,7 @@ class RegistryFollower:
         self.source.set_tags(self.registered, version, {TAG_VERSION: str(pushed["version"])})
         spec = dict(self.spec) | {"model": self.model, "candidate": str(pushed["version"])}
         try:
+            spec = self.api.api.upload_gate_data(spec)  # a server reads data only from its own folders
             created = self.api.request("POST", "/api/rollouts", json={"spec": spec})
         except ApiError as exc:
             if refused_for_good(exc):
