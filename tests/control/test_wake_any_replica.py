@@ -87,7 +87,7 @@ def test_a_write_through_the_replica_that_does_not_lead_is_acted_on_at_once(
 
         spec = {"model": "m", "candidate": "2",
                 "canary": {"steps": [50], "bake": "10m", "judge": {"min_requests": 10}}, "watch": "1s"}
-        r = api.post("/api/rollouts", json={"spec": spec})
+        r = api.post("/api/rollouts", json={"spec": spec}, timeout=120)  # replays recorded traffic first
         assert r.status_code == 201, r.text
         rid = r.json()["id"]
 

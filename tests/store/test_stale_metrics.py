@@ -5,6 +5,7 @@ write)", and the step passes once the held windows are in."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.postgres
 Y = "[{name: y, datatype: FP64, shape: [-1]}]"
 BODY = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 2.0]}]}
 OUTAGE_S = 7.0  # the recorder's back-off reaches a few seconds: it comes back after the controller
+BAKE_S = 12.0  # the outage begins before the bake's end (on a loaded machine too) and ends after it
 
 
 @pytest.fixture
@@ -54,29 +56,36 @@ def test_a_stalled_recorder_makes_the_step_wait_not_judge_nothing(own_postgres: 
                                      outputs=Y), name="m", labels={}, runtime=None, trust=True)
         pusher.close()
 
+        canary_served = threading.Event()
+
         def traffic() -> None:
             with httpx.Client(timeout=10) as http:
                 while not stop.is_set():
-                    http.post(f"{server.url}/v2/models/m/infer", json=BODY)
+                    with contextlib.suppress(httpx.HTTPError):  # a loaded machine: go on sending
+                        r = http.post(f"{server.url}/v2/models/m/infer", json=BODY)
+                        if r.headers.get("x-changeover-version") == "2":
+                            canary_served.set()
                     time.sleep(0.01)
 
         with server.client() as api:
+            api.timeout = httpx.Timeout(120)  # a rollout's start replays recorded traffic in a worker first
             api.put("/api/models/m/aliases/champion", json={"version": 1}).raise_for_status()
             sender = threading.Thread(target=traffic, daemon=True)
             sender.start()
             spec = {"model": "m", "candidate": "2", "watch": 0,
-                    "canary": {"steps": [50], "bake": "5s", "max_extensions": 0,
+                    "canary": {"steps": [50], "bake": f"{BAKE_S:g}s", "max_extensions": 0,
                                "judge": {"min_requests": 5, "error_rate": {"max_increase": 0.5},
                                          "latency_p99_ms": None}}}
             r = api.post("/api/rollouts", json={"spec": spec})
             assert r.status_code == 201, r.text
             deadline = time.monotonic() + 60
-            while "step.started" not in [e["kind"] for e in events(api)]:
+            while not (started := [e for e in events(api) if e["kind"] == "step.started"]):
                 assert time.monotonic() < deadline, "the step did not start"
                 time.sleep(0.1)
+            assert canary_served.wait(BAKE_S - 3), "the canary did not serve well before the bake's end"
 
             own_postgres.pause()  # the bake ends during the outage
-            time.sleep(OUTAGE_S)
+            time.sleep(max(OUTAGE_S, started[0]["at"] + BAKE_S + 1.0 - time.time()))
             own_postgres.resume()
 
             deadline = time.monotonic() + 60

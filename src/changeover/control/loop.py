@@ -111,7 +111,8 @@ class Controller:
                 return
 
     def tick(self) -> None:
-        self.beat()
+        if not self.beat():
+            return  # the leader judges only on a current heartbeat of its own recorder
         self.leading = lease.acquire(self.store, LEASE, self.holder, ttl_s=max(5.0, self.tick_s * 5))
         if not self.leading:
             return
@@ -124,17 +125,20 @@ class Controller:
                 self.store.add_event("controller_error", f"reconcile of {model} failed: {exc}", model=model,
                                      actor=self.holder)
 
-    def beat(self) -> None:
+    def beat(self) -> bool:
         """Every replica's controller, leading or not: its recorder's state in the store, read
-        by the leader's judge (a stall makes a stage that sees no new windows wait)."""
+        by the leader's judge (a stall makes a stage that sees no new windows wait). False when
+        it could not be written (the store is away, or coming back)."""
         if self.recorder is None:
-            return
+            return True
         state = self.recorder()
         try:
             replicas.beat(self.store, state.replica, stalled_since=state.stalled_since, pending=state.pending,
                           dropped=state.dropped)
-        except Exception as exc:  # the store is away: the lease below says so too
-            log.debug("heartbeat of %s failed: %s", state.replica, exc)
+        except Exception as exc:
+            log.warning("heartbeat of %s failed: %s", state.replica, exc)
+            return False
+        return True
 
     def reconcile(self, model: str) -> None:
         if self.rollouts is not None and self.rollouts.reconcile(model):  # type: ignore[attr-defined]
