@@ -15,7 +15,6 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from changeover.control.canary_analysis import Look, StageLooks, look_fields, summary
@@ -40,23 +39,16 @@ from changeover.domain.rollout import (
     decide,
 )
 from changeover.domain.spec import RolloutSpec, parse_spec
+from changeover.store import analyses
+from changeover.store import rollouts as rollout_store
 from changeover.store import shadows as shadow_store
-from changeover.store import tables as t
 from changeover.store.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def active_rollout(store: Store, model: str) -> dict[str, Any] | None:
-    with store.engine.connect() as conn:
-        row = conn.execute(select(t.rollouts).where(and_(t.rollouts.c.model == model, t.rollouts.c.active.is_(True)))
-                           .order_by(t.rollouts.c.id.desc()).limit(1)).first()
-    return dict(row._mapping) if row else None
-
-
-def analysis_outcome(store: Store, dedup: str) -> str | None:
-    with store.engine.connect() as conn:
-        return conn.execute(select(t.analyses.c.outcome).where(t.analyses.c.dedup == dedup)).scalar()
+active_rollout = rollout_store.active
+analysis_outcome = analyses.outcome
 
 
 
@@ -208,15 +200,15 @@ class RolloutReconciler:
                     dedup=f"policy:{rid}:{old.verdicts}:{old.step_index}:{old.phase}:{new.phase}:{new.weight}")
             if look is not None:
                 kind = look.evidence["kind"]
-                conn.execute(insert(t.analyses).values(
-                    rollout_id=rid, model=model, version=candidate, kind=kind, outcome=look.analysis.outcome,
-                    evidence=look.evidence | {"step": old.step_index, "weight": old.weight}, at=time.time(),
-                    dedup=f"{kind}:{rid}:{old.verdicts}:{old.phase}:{new.phase}"))
+                analyses.add(conn, rollout_id=rid, model=model, version=candidate, kind=kind,
+                             outcome=look.analysis.outcome,
+                             evidence=look.evidence | {"step": old.step_index, "weight": old.weight},
+                             dedup=f"{kind}:{rid}:{old.verdicts}:{old.phase}:{new.phase}")
             values: dict[str, Any] = {"status": new.to_dict() | meta, "updated_at": time.time(),
                                       "active": not new.terminal}
             if consumed:
                 values["command"] = None
-            conn.execute(update(t.rollouts).where(t.rollouts.c.id == rid).values(**values))
+            rollout_store.write(conn, rid, values)
         if published is not None:
             self.store.after_commit_publish(published)
 
@@ -270,9 +262,8 @@ class RolloutReconciler:
                 message: str) -> None:
         try:
             with self.store.tx() as conn:
-                conn.execute(insert(t.analyses).values(rollout_id=row["id"], model=row["model"],
-                                                       version=row["status"]["candidate_version"], kind=kind,
-                                                       outcome=outcome, evidence=evidence, at=time.time(), dedup=dedup))
+                analyses.add(conn, rollout_id=row["id"], model=row["model"], version=row["status"]["candidate_version"],
+                             kind=kind, outcome=outcome, evidence=evidence, dedup=dedup)
                 self.store.add_event("analysis", message, model=row["model"], actor=self.holder,
                                      evidence=evidence | {"rollout": row["id"]}, conn=conn)
         except IntegrityError:

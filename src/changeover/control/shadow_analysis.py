@@ -5,18 +5,15 @@ mirror dropped, and the verdict against `shadow.require`."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from sqlalchemy import insert
 
 from changeover.domain.comparison import Comparison, Pair
 from changeover.domain.shadow_answers import by_role, label_key, read, task_of_answer
 from changeover.domain.shadow_judgement import coverage, judge_shadow
 from changeover.errors import ModelNotFound
+from changeover.store import analyses
 from changeover.store import shadows as shadow_store
-from changeover.store import tables as t
 from changeover.store.store import Store
 
 Roles = Mapping[str, str | None] | None
@@ -123,9 +120,8 @@ def shadow_verdict(store: Store, model: str, version: int, since: float, require
     verdict = judge_shadow(figures, require or {})
     evidence = {"verdict": verdict, "figures": figures, "since": since}
     with store.tx() as conn:
-        conn.execute(insert(t.analyses).values(rollout_id=rollout_id, model=model, version=version, kind="shadow",
-                                               outcome=verdict["verdict"], evidence=evidence, at=time.time(),
-                                               dedup=dedup))
+        analyses.add(conn, rollout_id=rollout_id, model=model, version=version, kind="shadow",
+                     outcome=verdict["verdict"], evidence=evidence, dedup=dedup)
         checks = "; ".join(c["reason"] for c in verdict.get("checks", []))
         why = "; ".join(x for x in (checks, verdict.get("reason") or "") if x)
         store.add_event("analysis", f"{model}: shadow v{version} {verdict['verdict']}" + (f" — {why}" if why else ""),

@@ -8,14 +8,12 @@ writes the audit event, and returns a JSON-safe dict. Bad input comes back as
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from changeover.domain.compat import compare_signatures
@@ -34,7 +32,8 @@ from changeover.evaluation.rules import RulesError, validate_rules
 from changeover.registry.service import Registry
 from changeover.registry.shared import open_locator
 from changeover.runtimes.base import LoadedModel
-from changeover.store import tables as t
+from changeover.store import analyses
+from changeover.store import rollouts as rollout_store
 from changeover.store.store import Store, VersionRecord
 from changeover.store.traffic import recorded_requests
 
@@ -50,9 +49,8 @@ def _record_analysis(store: Store, record: VersionRecord, kind: str, outcome: st
     dedup = f"{kind}:{rollout_id}" if rollout_id is not None else None
     try:
         with store.tx() as conn:
-            conn.execute(insert(t.analyses).values(rollout_id=rollout_id, model=record.model, version=record.number,
-                                                   kind=kind, outcome=outcome, evidence=evidence, at=time.time(),
-                                                   dedup=dedup))
+            analyses.add(conn, rollout_id=rollout_id, model=record.model, version=record.number, kind=kind,
+                         outcome=outcome, evidence=evidence, dedup=dedup)
             store.add_event("analysis", message, model=record.model, actor=actor,
                             evidence=evidence | {"rollout": rollout_id}, conn=conn)
     except IntegrityError:
@@ -232,9 +230,8 @@ def _rollout_segment(store: Store, rollout_id: int | None) -> str | None:
         return None
     from changeover.domain.spec import parse_spec
 
-    with store.engine.connect() as conn:
-        row = conn.execute(select(t.rollouts.c.spec).where(t.rollouts.c.id == rollout_id)).first()
-    gate = parse_spec(row.spec).gate if row is not None else None
+    stored = rollout_store.spec_of(store, rollout_id)
+    gate = parse_spec(stored).gate if stored is not None else None
     return getattr(gate, "segment", None) if gate is not None else None
 
 

@@ -17,12 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from changeover.domain.spec import format_duration
 from changeover.monitoring.alerts import AlertRule, AlertState, AlertStatus, RulesConfig, Transition, step
 from changeover.monitoring.webhooks import WebhookSender
-from changeover.store import tables as t
+from changeover.store import events as store_events
 from changeover.store.store import Store
 
 __all__ = ["AlertEngine", "Figure", "FigureQuery", "Provider", "RollbackHook", "alert_payload"]
@@ -212,12 +210,7 @@ class AlertEngine:
     def _restore(self) -> None:
         """Firing states and episode numbers from the audit log (the newest event of each pair wins)."""
         names = {r.name: r for r in self.config.rules}
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                select(t.events.c.model, t.events.c.kind, t.events.c.evidence, t.events.c.at)
-                .where(t.events.c.kind.in_([FIRING_EVENT, RESOLVED_EVENT])).order_by(t.events.c.id.desc())
-                .limit(RESTORE_EVENTS)
-            ).all()
+        rows = store_events.newest_of_kinds(self.store, [FIRING_EVENT, RESOLVED_EVENT], limit=RESTORE_EVENTS)
         for row in reversed(rows):
             ev = row.evidence or {}
             name = (ev.get("rule") or {}).get("name")

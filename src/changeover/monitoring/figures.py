@@ -12,15 +12,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import and_, select, update
-
 from changeover.domain.rollout_state import Command
 from changeover.errors import NotFound
 from changeover.monitoring.drift_monitor import current_drift
 from changeover.monitoring.engine import Figure, FigureQuery, RollbackHook
 from changeover.monitoring.online import online_report
 from changeover.monitoring.timeseries import window_figures
-from changeover.store import tables as t
+from changeover.store import rollouts as rollout_store
 from changeover.store.store import Store, VersionRecord
 from changeover.store.traffic import metric_windows
 
@@ -97,14 +95,10 @@ def rollback_on_alert(store: Store, wake: Callable[[], None] = lambda: None, *, 
 
     def hook(model: str, version: int | None, reason: str, evidence: Mapping[str, Any]) -> bool:
         with store.tx() as conn:
-            rows = conn.execute(
-                select(t.rollouts.c.id, t.rollouts.c.status)
-                .where(and_(t.rollouts.c.model == model, t.rollouts.c.active.is_(True)))
-            ).all()
+            rows = rollout_store.active_in(conn, model)
             watching = [r for r in rows if (r.status or {}).get("phase") == "watching"]
             for r in watching:
-                conn.execute(update(t.rollouts).where(t.rollouts.c.id == r.id)
-                             .values(command=Command.ROLLBACK_ON_ALERT.value, updated_at=time.time()))
+                rollout_store.write(conn, r.id, {"command": Command.ROLLBACK_ON_ALERT.value, "updated_at": time.time()})
             rule = (evidence.get("rule") or {}).get("name") if isinstance(evidence.get("rule"), Mapping) else None
             if watching:
                 message = f"rollback of {model} requested: {reason}"

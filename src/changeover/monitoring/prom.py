@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import select
 
 from changeover.domain.rollout_state import Phase
 from changeover.errors import NotFound
 from changeover.monitoring.drift_monitor import current_drift
 from changeover.monitoring.online import RANKING_METRICS, online_report
-from changeover.store import tables as t
+from changeover.store import rollouts as rollout_store
 from changeover.store.store import Store
 from changeover.web.prometheus import GAUGE_MODE
 
@@ -224,9 +223,7 @@ class _ScrapeRefresh:
 
 def latest_rollouts(store: Store) -> dict[str, dict[str, Any]]:
     """model -> the status of its newest rollout, with the candidate's version number."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(t.rollouts.c.model, t.rollouts.c.spec, t.rollouts.c.status)
-                            .order_by(t.rollouts.c.id)).all()
+    rows = rollout_store.every(store)
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         status = dict(row.status or {})

@@ -22,17 +22,15 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
 from changeover.errors import ArtifactMissing, ArtifactTampered
 from changeover.registry.artifacts import Artifacts, ArtifactStore, file_sha256, folder_sha256, sha256_of
-from changeover.store import tables as t
+from changeover.store import artifact_blobs as blob_rows
 
 LISTING_LINE = re.compile(rb"([^\x00\n]+)\x00([0-9a-f]{64})\n")
 
@@ -64,26 +62,17 @@ class DatabaseBlobs:
     def put(self, sha: str, source: Path) -> None:
         if self.exists(sha):
             return
-        data = source.read_bytes()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(t.artifact_blobs).values(sha256=sha, size=len(data), data=data,
-                                                             created_at=time.time()))
-        except IntegrityError:
-            pass  # another replica stored the same bytes meanwhile
+        blob_rows.put(self.engine, sha, source.read_bytes())  # another replica's same bytes meanwhile: kept
 
     def get(self, sha: str, target: Path) -> bool:
-        with self.engine.connect() as conn:
-            data = conn.execute(select(t.artifact_blobs.c.data).where(t.artifact_blobs.c.sha256 == sha)).scalar()
+        data = blob_rows.read(self.engine, sha)
         if data is None:
             return False
-        target.write_bytes(bytes(data))
+        target.write_bytes(data)
         return True
 
     def exists(self, sha: str) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(select(t.artifact_blobs.c.sha256).where(t.artifact_blobs.c.sha256 == sha)).first() \
-                is not None
+        return blob_rows.exists(self.engine, sha)
 
 
 class FsspecBlobs:
