@@ -61,7 +61,7 @@ def test_rows_are_written_in_batches_and_flush_waits_for_them(store: Store) -> N
     writer.start()
     try:
         for i in range(3000):
-            writer.put(t.requests, request_row(i))
+            writer.put("requests", request_row(i))
         assert writer.flush(10)
         assert count_requests(store) == 3000 and writer.written == 3000 and writer.dropped == 0
     finally:
@@ -77,11 +77,11 @@ def test_the_writer_survives_an_outage_and_says_so(store: Store, monkeypatch: py
     try:
         outage.on = True
         for i in range(300):
-            writer.put(t.requests, request_row(i))
+            writer.put("requests", request_row(i))
         time.sleep(0.6)
         assert writer.stalled_since is not None and writer.written == 0
         for i in range(300, 900):  # past the buffer (the held batch is apart from it): dropped and counted, never blocking
-            writer.put(t.requests, request_row(i))
+            writer.put("requests", request_row(i))
         assert writer.dropped > 0
         dropped = writer.dropped
         outage.on = False
@@ -92,7 +92,7 @@ def test_the_writer_survives_an_outage_and_says_so(store: Store, monkeypatch: py
         recovered = [e for e in store.events() if e["kind"] == "recorder.recovered"]
         assert len(recovered) == 1 and recovered[0]["evidence"]["dropped"] == dropped
         # and it goes on writing
-        writer.put(t.requests, request_row(10_000))
+        writer.put("requests", request_row(10_000))
         assert writer.flush(5) and count_requests(store) == 900 - dropped + 1
     finally:
         writer.stop()
@@ -111,7 +111,7 @@ def test_what_the_request_log_keeps_reads_back_as_it_was_served(store: Store) ->
             "inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1.5, 2.0]}],
             "answer": [{"name": "label", "datatype": "INT64", "shape": [1], "data": [2]}],
             "segment": "eu", "recorded": True}
-        writer.put(t.requests, row)
+        writer.put("requests", row)
         assert writer.flush(5) and writer.written == 1
         got = served_request(store, "rid-json")
         assert got is not None
@@ -126,11 +126,11 @@ def test_a_duplicate_request_id_does_not_sink_its_batch(store: Store) -> None:
     writer = writer_for(store)
     writer.start()
     try:
-        writer.put(t.requests, request_row(0, "same"))
+        writer.put("requests", request_row(0, "same"))
         assert writer.flush(5)
         for i in range(1, 50):
-            writer.put(t.requests, request_row(i))
-        writer.put(t.requests, request_row(99, "same"))
+            writer.put("requests", request_row(i))
+        writer.put("requests", request_row(99, "same"))
         assert writer.flush(10)
         assert count_requests(store) == 50
     finally:

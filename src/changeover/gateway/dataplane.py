@@ -53,7 +53,6 @@ from changeover.gateway.shadow import Mirror
 from changeover.gateway.summary import answer_roles, summarize
 from changeover.gateway.windows import WindowAggregator
 from changeover.settings import Settings
-from changeover.store import tables as t
 from changeover.store import traffic
 from changeover.store.store import Store
 from changeover.web.auth import AuthError, check_bearer
@@ -503,7 +502,7 @@ class DataPlane:
         if recorded and outputs is not None:
             row["inputs"] = [oip.encode_tensor(n, a) | {"datatype": d} for n, (a, d) in decoded.items()]
             row["answer"] = [oip.encode_tensor(n, a) for n, a in outputs.items()]
-        self.writer.put(t.requests, row)
+        self.writer.put(traffic.REQUESTS, row)
 
     # ---- feedback and metadata ------------------------------------------------------
 

@@ -19,9 +19,6 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select
-
-from changeover.store import tables as t
 from changeover.store import traffic
 from changeover.store.store import Store
 
@@ -52,7 +49,7 @@ class StoreWriter:
         self.on_drop = on_drop
         self.capacity = capacity
         self.replica = replica
-        self._rows: deque[tuple[Table, dict[str, Any]]] = deque()
+        self._rows: deque[tuple[str, dict[str, Any]]] = deque()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._busy = False  # the thread holds rows it has taken but not yet written or dropped
@@ -67,12 +64,13 @@ class StoreWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, table: Table, row: dict[str, Any]) -> None:
-        """Queue one row (any thread); past ``capacity`` it is dropped and counted."""
+    def put(self, kind: str, row: dict[str, Any]) -> None:
+        """Queue one row of a kind (`traffic.REQUESTS`, `WINDOWS`, `SHADOW_PAIRS`; any thread);
+        past ``capacity`` it is dropped and counted."""
         if len(self._rows) >= self.capacity:
             self._drop(1)
             return
-        self._rows.append((table, row))
+        self._rows.append((kind, row))
 
     def _drop(self, n: int) -> None:
         self.dropped += n
@@ -107,7 +105,7 @@ class StoreWriter:
 
     def _run(self) -> None:
         backoff = BACKOFF_S
-        batch: list[tuple[Table, dict[str, Any]]] = []
+        batch: list[tuple[str, dict[str, Any]]] = []
         while not self._stop.is_set() or self._rows or batch:
             try:
                 if not batch:
@@ -146,13 +144,13 @@ class StoreWriter:
                 self._stop.wait(BACKOFF_S)
         self._busy = False
 
-    def _write(self, batch: list[tuple[Table, dict[str, Any]]]) -> bool:
+    def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> bool:
         """Write one batch; False when it should be tried again later (the store is away).
         A batch refused for its content is written once more without duplicate request ids,
         and dropped (counted) when the store refuses it still."""
-        grouped: dict[Table, list[dict[str, Any]]] = defaultdict(list)
-        for table, row in batch:
-            grouped[table].append(row)
+        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for kind, row in batch:
+            grouped[kind].append(row)
         try:
             self._insert(grouped)
             self.written += len(batch)
@@ -161,8 +159,8 @@ class StoreWriter:
             self.failures += 1
             error: Exception = first
         try:  # a duplicate request id (client-chosen) must not sink the others
-            if t.requests in grouped:
-                grouped[t.requests] = self._dedupe_requests(grouped[t.requests])
+            if traffic.REQUESTS in grouped:
+                grouped[traffic.REQUESTS] = self._dedupe_requests(grouped[traffic.REQUESTS])
             else:
                 self._ping()
         except Exception as exc:  # the store is away: keep the batch, try later
@@ -190,18 +188,10 @@ class StoreWriter:
             log.warning("store writer: %s; retrying with back-off (requests are still served)", exc)
 
     def _ping(self) -> None:
-        with self.store.engine.connect() as conn:
-            conn.execute(select(1))
+        traffic.ping(self.store)
 
-    def _insert(self, grouped: dict[Table, list[dict[str, Any]]]) -> None:
-        with self.store.tx() as conn:
-            for table, rows in grouped.items():
-                if not rows:
-                    continue
-                if table is t.requests:
-                    traffic.insert_requests(conn, rows)
-                else:
-                    conn.execute(insert(table), rows)
+    def _insert(self, grouped: dict[str, list[dict[str, Any]]]) -> None:
+        traffic.write_rows(self.store, grouped)
 
     def _recovered(self) -> None:
         if self.stalled_since is None:
@@ -221,9 +211,7 @@ class StoreWriter:
             log.warning("store writer: could not record its recovery: %s", exc)
 
     def _dedupe_requests(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        ids = [r["request_id"] for r in rows]
-        with self.store.engine.connect() as conn:
-            known = set(conn.execute(select(t.requests.c.request_id).where(t.requests.c.request_id.in_(ids))).scalars())
+        known = traffic.known_request_ids(self.store, [r["request_id"] for r in rows])
         seen: set[str] = set()
         out = []
         for r in rows:
@@ -245,17 +233,4 @@ class StoreWriter:
     def prune(self, now: float | None = None) -> None:
         """Drop rows past retention, and the oldest past the row bounds."""
         now = now or time.time()
-        cutoff = now - self.retention_s
-        with self.store.tx() as conn:
-            conn.execute(delete(t.requests).where(t.requests.c.at < cutoff))
-            conn.execute(delete(t.shadow_pairs).where(t.shadow_pairs.c.at < cutoff))
-            conn.execute(delete(t.metric_windows).where(t.metric_windows.c.end < cutoff))
-            for recorded, bound in ((True, self.max_recorded), (False, self.max_requests)):
-                count = conn.execute(select(func.count()).select_from(t.requests).where(t.requests.c.recorded == recorded)).scalar() or 0
-                if count > bound:
-                    edge = conn.execute(
-                        select(t.requests.c.at).where(t.requests.c.recorded == recorded)
-                        .order_by(t.requests.c.at.desc()).offset(bound).limit(1)
-                    ).scalar()
-                    if edge is not None:
-                        conn.execute(delete(t.requests).where(t.requests.c.recorded == recorded, t.requests.c.at <= edge))
+        traffic.prune(self.store, now - self.retention_s, self.max_recorded, self.max_requests)

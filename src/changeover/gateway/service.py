@@ -23,7 +23,7 @@ from changeover.gateway.shadow import Mirror
 from changeover.gateway.windows import WindowAggregator
 from changeover.registry.service import Registry
 from changeover.settings import Settings
-from changeover.store import tables as t
+from changeover.store import traffic
 from changeover.store.store import Store
 
 __all__ = ["Gateway"]
@@ -113,7 +113,7 @@ class Gateway:
 
     def _write_windows(self) -> None:
         for row in self.windows.drain():
-            self.writer.put(t.metric_windows, row)
+            self.writer.put(traffic.WINDOWS, row)
 
     def routes(self) -> list[Route]:
         return self.rest.routes()

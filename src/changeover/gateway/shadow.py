@@ -38,8 +38,7 @@ from changeover.gateway.pool import ModelPool
 from changeover.gateway.recorder import StoreWriter
 from changeover.gateway.summary import summarize  # one summary shape for the log and the pairs
 from changeover.store import shadows as shadow_store
-from changeover.store import tables as t
-from changeover.store.traffic import log_key
+from changeover.store.traffic import SHADOW_PAIRS, log_key
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +174,7 @@ class Mirror:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         self._count(model, shadow.version, outcome)
         self.metrics.shadow_calls.labels(model, str(shadow.version), outcome).inc()
-        self.writer.put(t.shadow_pairs, {
+        self.writer.put(SHADOW_PAIRS, {
             "model": model,
             "shadow_version": shadow.version,
             "champion_version": champion_version,

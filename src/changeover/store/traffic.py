@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from changeover.errors import RequestNotFound
@@ -178,3 +179,52 @@ def insert_requests(conn: Connection, rows: list[dict[str, Any]]) -> None:
         chunk = params[start:start + SQLITE_ROWS_PER_STATEMENT]
         conn.exec_driver_sql(head + ", ".join([f"({values})"] * len(chunk)),
                              tuple(value for row in chunk for value in row))
+
+
+# ---- what the gateway's writer writes (gateway/recorder.py): rows by kind, in batches ----------
+
+REQUESTS, WINDOWS, SHADOW_PAIRS = "requests", "metric_windows", "shadow_pairs"
+_WRITTEN = {REQUESTS: t.requests, WINDOWS: t.metric_windows, SHADOW_PAIRS: t.shadow_pairs}
+
+
+def write_rows(store: Store, grouped: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Rows of each kind (`REQUESTS`, `WINDOWS`, `SHADOW_PAIRS`), in one transaction."""
+    with store.tx() as conn:
+        for kind, rows in grouped.items():
+            if not rows:
+                continue
+            if kind == REQUESTS:
+                insert_requests(conn, rows)
+            else:
+                conn.execute(insert(_WRITTEN[kind]), rows)
+
+
+def known_request_ids(store: Store, ids: list[str]) -> set[str]:
+    """Which of these request ids the request log holds already."""
+    with store.engine.connect() as conn:
+        return set(conn.execute(select(t.requests.c.request_id).where(t.requests.c.request_id.in_(ids))).scalars())
+
+
+def ping(store: Store) -> None:
+    """Raise unless the store answers."""
+    with store.engine.connect() as conn:
+        conn.execute(select(1))
+
+
+def prune(store: Store, cutoff: float, max_recorded: int, max_requests: int) -> None:
+    """Drop request-log rows, shadow pairs and metric windows older than ``cutoff``, and the
+    oldest request-log rows past the bounds (recorded ones and the others apart)."""
+    with store.tx() as conn:
+        conn.execute(delete(t.requests).where(t.requests.c.at < cutoff))
+        conn.execute(delete(t.shadow_pairs).where(t.shadow_pairs.c.at < cutoff))
+        conn.execute(delete(t.metric_windows).where(t.metric_windows.c.end < cutoff))
+        for recorded, bound in ((True, max_recorded), (False, max_requests)):
+            count = conn.execute(select(func.count()).select_from(t.requests)
+                                 .where(t.requests.c.recorded == recorded)).scalar() or 0
+            if count > bound:
+                edge = conn.execute(
+                    select(t.requests.c.at).where(t.requests.c.recorded == recorded)
+                    .order_by(t.requests.c.at.desc()).offset(bound).limit(1)
+                ).scalar()
+                if edge is not None:
+                    conn.execute(delete(t.requests).where(t.requests.c.recorded == recorded, t.requests.c.at <= edge))
