@@ -131,6 +131,9 @@ def test_uploaded_data_is_kept_content_addressed_in_the_home(server: ServerProce
     again = api.post("/api/data", params={"filename": "../../mine.csv"}, content=content)  # no way out by name
     assert again.status_code == 201 and again.json()["data"] == body["data"]
     assert api.post("/api/data", params={"filename": "e.csv"}, content=b"").status_code == 422
+    for name in ("a\x00b.csv", "..", "x" * 201):
+        refused = api.post("/api/data", params={"filename": name}, content=content)
+        assert refused.status_code == 422 and "filename" in refused.json()["field"], (name, refused.text)
     assert httpx.post(f"{server.url}/api/data", params={"filename": "x.csv"}, content=content).status_code == 401
     # a relative path names a file in the home's data folder
     r = api.post("/api/rollouts", json={"spec": spec(f"{body['sha256']}/mine.csv")})

@@ -47,6 +47,8 @@ async def store_upload(chunks: AsyncIterator[bytes], filename: str, home_data: P
     """Write an uploaded data file under ``home_data/<sha256>/<filename>`` (the same bytes and name
     land on the same path; the name stays, as the gate's messages name the user's file). Returns
     (path, sha256, size). Written off the event loop, then moved into place whole."""
+    if "\x00" in filename:  # no file system takes it (Python raises ValueError, not OSError)
+        raise InvalidRequest("filename", "must be a file name (it holds a NUL byte)")
     await anyio.to_thread.run_sync(lambda: home_data.mkdir(parents=True, exist_ok=True))
     fd, name = await anyio.to_thread.run_sync(lambda: tempfile.mkstemp(dir=home_data, prefix=".upload-"))
     partial = Path(name)
