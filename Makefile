@@ -87,7 +87,7 @@ $(KSERVE_STAMP):
 	@touch $@
 
 test: venv system-deps $(KSERVE_STAMP)
-	$(VPY) -m pytest -q $(PYTEST_ARGS)
+	$(VPY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 lint: venv
 	@rc=0; \

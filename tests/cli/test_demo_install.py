@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import re
 import subprocess
 import tomllib
@@ -17,8 +18,10 @@ HEAVY = ("ray", "playwright", "tritonclient", "mlflow", "schemathesis", "moto")
 
 
 def test_make_demo_installs_the_package_without_extras(tmp_path: Path) -> None:
-    plan = subprocess.run(["make", "-n", "demo", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout
+    # --no-print-directory: run from `make test` (CI), a nested make says "Entering/Leaving directory"
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "demo", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+                          capture_output=True, text=True, check=True, env=env).stdout
     installs = [line for line in plan.splitlines() if "pip install" in line and "--upgrade pip" not in line]
     assert installs == [f"{tmp_path / 'venv'}/bin/python -m pip install -e ."], plan
     assert plan.rstrip().splitlines()[-1] == f"{tmp_path / 'venv'}/bin/changeover demo"
