@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from serverproc import TOKEN, ServerProcess, free_port  # noqa: E402
 
 __all__ = ["TOKEN", "ServerProcess", "free_port", "load", "wait_ready", "start_process", "body_file", "wrk_load",
-           "ensure_wrk", "rss_tree_bytes", "tmpdir"]
+           "ensure_wrk", "ensure_debian", "rss_tree_bytes", "tmpdir"]
 
 
 def wait_ready(url: str, timeout: float = 30.0) -> None:
@@ -76,20 +76,25 @@ def tmpdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="changeover-bench-"))
 
 
-def ensure_wrk() -> bool:
-    """Install wrk (Debian package) when it is missing and we are root, as `make bench` does;
-    True when wrk is there afterwards. Without it, `load` falls back to bench/loadgen.py."""
-    if shutil.which("wrk"):
+def ensure_debian(program: str, package: str) -> bool:
+    """Install a Debian package when its program is missing and we are root, as `make bench`
+    does; True when the program is there afterwards."""
+    if shutil.which(program):
         return True
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "install", "-y", "-qq", "wrk"], ["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "wrk"]):
+        for cmd in (["apt-get", "install", "-y", "-qq", package], ["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", package]):
             subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=600, check=False)
-            if shutil.which("wrk"):
+            if shutil.which(program):
                 return True
     return False
+
+
+def ensure_wrk() -> bool:
+    """wrk (Debian package), installed when missing; without it, `load` falls back to bench/loadgen.py."""
+    return ensure_debian("wrk", "wrk")
 
 
 def rss_tree_bytes(pid: int) -> int:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -21,25 +19,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from common import ensure_debian
+
 from changeover.protos import grpc_predict_v2_pb2 as pb
 
 PATH = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def ensure_h2load() -> bool:
-    """Install h2load (Debian package nghttp2-client) when it is missing and we are root;
-    True when it is there afterwards."""
-    if shutil.which("h2load"):
-        return True
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "install", "-y", "-qq", "nghttp2-client"], ["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "nghttp2-client"]):
-            subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=600, check=False)
-            if shutil.which("h2load"):
-                return True
-    return False
+    """h2load (Debian package nghttp2-client), installed when missing and we are root."""
+    return ensure_debian("h2load", "nghttp2-client")
 
 
 def infer_request(model: str, row: list[float], outputs: tuple[str, ...] = ()) -> pb.ModelInferRequest:
